@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (arrows point down): executables -> ChatServer -> adapters (WebSocketServer, MongoStore, ClerkAuth)
+// -> ChatDomain. Only the adapters import a C module.
+let package = Package(
+    name: "swift-chat-backend",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "chat-server", targets: ["chat-server"]),
+        .library(name: "ChatTesting", targets: ["ChatTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config.
+        .systemLibrary(name: "CLibWebSockets", pkgConfig: "libwebsockets",
+                       providers: [.apt(["libwebsockets-dev"])]),
+        .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0",
+                       providers: [.apt(["libmongoc-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        // Builds lws structs with designated initializers and exposes macros Swift cannot import.
+        .target(name: "CLwsShim", dependencies: ["CLibWebSockets"]),
+        // Keeps libbson's over-aligned structs on the heap, where Swift can hold them as pointers.
+        .target(name: "CMongoShim", dependencies: ["CMongoC"]),
+
+        // Plain Swift: users, presence, webhook events, the wire protocol. No C, no I/O.
+        .target(name: "ChatDomain"),
+        // Svix webhook verification and Clerk session tokens (OpenSSL for HMAC and RSA).
+        .target(name: "ClerkAuth", dependencies: ["ChatDomain", "COpenSSL"]),
+        // libmongoc adapter: worker pool, BSON mapping, stores.
+        .target(name: "MongoStore", dependencies: [
+            "ChatDomain", "CMongoC", "CMongoShim",
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // libwebsockets adapter: the service thread, HTTP exchanges, WebSocket sessions.
+        .target(name: "WebSocketServer", dependencies: [
+            "CLwsShim",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Composition: configuration, routes, presence, metrics, shutdown.
+        .target(name: "ChatServer", dependencies: [
+            "ChatDomain", "ClerkAuth", "MongoStore", "WebSocketServer",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // Starts the embedded database and real server processes for integration tests.
+        .target(name: "ChatTesting", dependencies: ["ClerkAuth", "ChatDomain", "MongoStore"]),
+        .executableTarget(name: "chat-server", dependencies: [
+            "ChatServer", "ClerkAuth", "ChatDomain",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "ChatDomainTests", dependencies: ["ChatDomain"]),
+        .testTarget(name: "ClerkAuthTests", dependencies: ["ClerkAuth", "ChatDomain"]),
+        .testTarget(name: "ChatServerTests", dependencies: ["ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

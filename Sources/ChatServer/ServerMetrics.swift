@@ -1,0 +1,40 @@
+import Foundation
+import Metrics
+import Prometheus
+import WebSocketServer
+
+/// The server's metrics, through swift-metrics with the Prometheus exporter behind it.
+public final class ServerMetrics: TransportMetrics, @unchecked Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let openConnections = Gauge(label: "chat_ws_connections")
+    private let slowConsumers = Counter(label: "chat_ws_slow_consumer_closed_total")
+    private var connections = 0   // service thread only
+
+    /// Bootstraps swift-metrics once per process.
+    public static let shared: ServerMetrics = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return ServerMetrics(registry: registry)
+    }()
+
+    private init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    public func connectionOpened() { connections += 1; openConnections.record(connections) }
+    public func connectionClosed() { connections -= 1; openConnections.record(connections) }
+    public func slowConsumerClosed() { slowConsumers.increment() }
+
+    public func httpRequest(route: String, status: Int) {
+        Counter(label: "chat_http_requests_total", dimensions: [("route", route), ("status", String(status))]).increment()
+    }
+
+    public func webhookDelivery(type: String, outcome: String) {
+        Counter(label: "chat_webhook_deliveries_total", dimensions: [("type", type), ("outcome", outcome)]).increment()
+    }
+
+    /// The Prometheus text exposition.
+    public func exposition() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

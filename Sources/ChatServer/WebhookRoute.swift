@@ -1,0 +1,106 @@
+import ChatDomain
+import ClerkAuth
+import Foundation
+import Logging
+import MongoStore
+import WebSocketServer
+
+/// Where the realtime layer hears about Clerk events that end sessions (service thread).
+protocol ClerkSessionListener: AnyObject {
+    func userDeleted(clerkID: String)
+    func sessionEnded(sessionID: String)
+}
+
+/// `POST /api/webhooks/clerk`: verify the Svix signature over the raw body, decode the event, apply
+/// it on a worker (transaction with its svix-id record), answer in the terms Svix retries on.
+final class WebhookRoute {
+    static let path = "/api/webhooks/clerk"
+    private static let keptHeaders = ["svix-id", "svix-timestamp", "svix-signature",
+                                      "webhook-id", "webhook-timestamp", "webhook-signature"]
+
+    private let verifier: WebhookVerifier?
+    private let maxBodyBytes: Int
+    private let database: Database
+    private let metrics: ServerMetrics
+    private let logger: Logger
+    private let post: (@escaping () -> Void) -> Void
+    weak var listener: ClerkSessionListener?
+
+    init(verifier: WebhookVerifier?, maxBodyBytes: Int, database: Database, metrics: ServerMetrics,
+         logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
+        self.verifier = verifier
+        self.maxBodyBytes = maxBodyBytes
+        self.database = database
+        self.metrics = metrics
+        self.logger = logger
+        self.post = post
+    }
+
+    func action(_ head: HTTPRequestHead) -> HTTPAction {
+        guard verifier != nil else {
+            return .respond(.json(503, ["error": "webhooks are not configured: set CLERK_WEBHOOK_SECRET"]))
+        }
+        return .readBody(limit: maxBodyBytes, keepHeaders: Self.keptHeaders) { [self] request, responder in
+            handle(request, responder)
+        }
+    }
+
+    private func handle(_ request: HTTPRequest, _ responder: HTTPResponder) {
+        guard let verifier else { return }
+        let headers = WebhookHeaders.from { request.header($0) }
+        let deliveryID: String
+        do {
+            deliveryID = try verifier.verify(headers: headers, body: request.body)
+        } catch {
+            reject(responder, reason: error.reason, type: "unknown")
+            return
+        }
+        let event: ClerkEvent
+        do { event = try ClerkEvent.decode(request.body) } catch {
+            logger.warning("webhook body is not a Clerk event", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
+            reject(responder, reason: "not_a_clerk_event", type: "unknown")
+            return
+        }
+        switch event {
+        case .ignored(let type):
+            logger.info("webhook ignored", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
+            finish(responder, type: type, outcome: .ignored)
+        case .sessionEnded(let type, let sessionID, _):
+            logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
+            listener?.sessionEnded(sessionID: sessionID)
+            finish(responder, type: type, outcome: .applied)
+        case .userUpserted, .userDeleted:
+            let now = Date()
+            database.submit("webhook_apply", { connection in
+                try UserStore.apply(event, deliveryID: deliveryID, now: now, on: connection)
+            }) { [self] result in
+                post { [self] in
+                    switch result {
+                    case .success(let outcome):
+                        logger.info("webhook \(outcome.rawValue)", metadata: ["svix_id": "\(deliveryID)", "type": "\(event.type)"])
+                        if outcome == .applied, case .userDeleted(let id, _) = event { listener?.userDeleted(clerkID: id) }
+                        finish(responder, type: event.type, outcome: outcome)
+                    case .failure(let error):
+                        let unavailable = (error as? DatabaseError)?.isUnavailable ?? false
+                        logger.error("webhook not applied", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
+                        metrics.webhookDelivery(type: event.type, outcome: unavailable ? "unavailable" : "failed")
+                        // 5xx makes Svix retry; the delivery applies once the database is back.
+                        responder.respond(.json(503, ["error": unavailable ? "database unavailable, retry later" : "not applied, retry later"]))
+                    }
+                }
+            }
+        }
+    }
+
+    private func finish(_ responder: HTTPResponder, type: String, outcome: WebhookOutcome) {
+        metrics.webhookDelivery(type: type, outcome: outcome.rawValue)
+        responder.respond(.json(200, ["status": outcome.rawValue]))
+    }
+
+    private func reject(_ responder: HTTPResponder, reason: String, type: String) {
+        logger.warning("webhook rejected", metadata: ["reason": "\(reason)"])
+        metrics.webhookDelivery(type: type, outcome: "rejected_\(reason)")
+        // One generic answer for every failure; the precise reason stays in the log.
+        responder.respond(.json(400, ["error": "invalid webhook"]))
+    }
+}

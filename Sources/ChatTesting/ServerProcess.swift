@@ -1,0 +1,111 @@
+import Foundation
+
+/// A real `chat-server` process on a kernel-chosen port, configured through its environment as a
+/// deployment would be. Tests talk to it over loopback and read what it printed.
+public final class ServerProcess: @unchecked Sendable {
+    public private(set) var port: Int = 0
+    public let environment: [String: String]
+    private let process = Process()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var partial: [String: String] = [:]
+
+    /// The webhook secret every test server gets unless the test overrides it.
+    public static let webhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    /// Starts a server with `environment` on top of test defaults; waits for its banner.
+    public init(environment overrides: [String: String] = [:], mongoURI: String? = nil,
+                arguments: [String] = [], waitForBanner: Bool = true) throws {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CLERK_") && $0.key != "MONGODB_URI" }
+        env["NODE_ENV"] = "test"
+        env["PORT"] = "0"
+        env["HOST"] = "127.0.0.1"
+        env["MONGODB_URI"] = try mongoURI ?? TestDatabase.freshURI()
+        env["CLERK_WEBHOOK_SECRET"] = Self.webhookSecret
+        env["SHUTDOWN_GRACE_SECONDS"] = "5"
+        for (key, value) in overrides { env[key] = value.isEmpty ? nil : value }
+        environment = env
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = arguments.isEmpty ? ["serve", "--env-file", "/nonexistent"] : arguments
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        capture(out, stream: "out")
+        capture(err, stream: "err")
+        try process.run()
+        if waitForBanner {
+            guard let line = waitForLine(containing: "Server running on port", timeout: 30),
+                  let number = line.split(separator: " ").last.flatMap({ Int($0) }) else {
+                process.terminate()
+                throw TestingError("chat-server did not start:\n" + output.joined(separator: "\n"))
+            }
+            port = number
+        }
+    }
+
+    /// `CHAT_SERVER_BIN` (set by `make test`), else the debug build.
+    static var executable: String {
+        ProcessInfo.processInfo.environment["CHAT_SERVER_BIN"]
+            ?? Repository.root.appendingPathComponent(".build/debug/chat-server").path
+    }
+
+    public var http: RawHTTP { RawHTTP(port: port) }
+    public var isRunning: Bool { process.isRunning }
+    public var pid: Int32 { process.processIdentifier }
+
+    /// Everything printed so far, stdout and stderr interleaved by line.
+    public var output: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+
+    public func waitForLine(containing text: String, timeout: TimeInterval) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = output.first(where: { $0.contains(text) }) { return line }
+            if !process.isRunning { return output.first(where: { $0.contains(text) }) }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+
+    /// Waits for the process to exit by itself; nil on timeout.
+    public func waitForExit(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { return nil }
+        Thread.sleep(forTimeInterval: 0.1)   // let the pipes drain
+        return process.terminationStatus
+    }
+
+    /// SIGTERM, then the exit code (nil if it did not exit within `timeout`).
+    @discardableResult
+    public func terminate(timeout: TimeInterval = 15) -> Int32? {
+        guard process.isRunning else { return process.terminationStatus }
+        Foundation.kill(process.processIdentifier, SIGTERM)
+        return waitForExit(timeout: timeout)
+    }
+
+    /// SIGKILL: the instance dies without cleaning up.
+    public func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { kill() }
+
+    private func capture(_ pipe: Pipe, stream: String) {
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            if data.isEmpty { handle.readabilityHandler = nil; return }
+            self.lock.lock()
+            var text = (self.partial[stream] ?? "") + String(decoding: data, as: UTF8.self)
+            while let newline = text.firstIndex(of: "\n") {
+                self.lines.append(String(text[..<newline]))
+                text = String(text[text.index(after: newline)...])
+            }
+            self.partial[stream] = text
+            self.lock.unlock()
+        }
+    }
+}

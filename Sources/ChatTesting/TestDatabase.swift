@@ -1,0 +1,55 @@
+import Foundation
+import MongoStore
+import Logging
+
+/// The database integration tests share: the embedded MongoDB `make test` started
+/// (`CHAT_TEST_MONGODB_URI`), else one started on first use. Each test gets its own database name.
+public enum TestDatabase {
+    nonisolated(unsafe) private static var fallback: EmbeddedMongo?
+    private static let lock = NSLock()
+
+    public static func baseURI() throws -> String {
+        if let uri = ProcessInfo.processInfo.environment["CHAT_TEST_MONGODB_URI"] { return uri }
+        lock.lock(); defer { lock.unlock() }
+        if fallback == nil { fallback = try EmbeddedMongo() }
+        return fallback!.uri
+    }
+
+    /// A URI naming a database no other test uses.
+    public static func freshURI() throws -> String {
+        try "\(baseURI())/t_\(UUID().uuidString.prefix(12).replacingOccurrences(of: "-", with: ""))"
+    }
+}
+
+/// Reads and writes a test's database directly over the wire (through the project's libmongoc adapter).
+public final class MongoProbe: @unchecked Sendable {
+    public let database: Database
+
+    public init(uri: String) throws {
+        database = Database(uri: try MongoURI(uri), workers: 1, queueLimit: 100, logger: Logger(label: "probe"))
+    }
+
+    public func find(_ collection: String, _ filter: BSONDocument = [:]) throws -> [BSONDocument] {
+        try database.withConnection { try $0.collection(collection).find(filter) }
+    }
+
+    public func findOne(_ collection: String, _ filter: BSONDocument) throws -> BSONDocument? {
+        try find(collection, filter).first
+    }
+
+    public func count(_ collection: String, _ filter: BSONDocument = [:]) throws -> Int64 {
+        try database.withConnection { try $0.collection(collection).count(filter) }
+    }
+
+    /// Polls until `condition` holds on what `read` returns, or the timeout passes; returns the last read.
+    @discardableResult
+    public func eventually<T>(timeout: TimeInterval = 10, _ read: () throws -> T, until condition: (T) -> Bool) rethrows -> T {
+        let deadline = Date().addingTimeInterval(timeout)
+        var value = try read()
+        while !condition(value) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            value = try read()
+        }
+        return value
+    }
+}

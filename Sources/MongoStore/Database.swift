@@ -1,0 +1,133 @@
+import CMongoC
+import Foundation
+import Logging
+import Metrics
+
+/// MongoDB behind a bounded pool of worker threads sharing one `mongoc_client_pool_t`. Every call
+/// that can block (all of them) runs here, never on the socket service thread; results go to the
+/// completion closure on the worker thread, and callers hand them back to their own thread.
+public final class Database: @unchecked Sendable {
+    public let uri: MongoURI
+    public var name: String { uri.databaseName }
+    private let pool: OpaquePointer
+    private let queueLimit: Int
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var jobsHead = 0
+    private var running = true
+    private var busyWorkers = 0
+    private var threads: [Thread] = []
+    private let logger: Logger
+    private let queueDepthGauge = Gauge(label: "chat_db_queue_depth")
+
+    private struct Job {
+        let operation: String
+        let run: (MongoConnection?) -> Void   // nil connection: the pool is shutting down
+    }
+
+    /// `serverSelectionTimeoutMS` defaults to 5 s here (the driver's 30 s would hold a webhook past
+    /// Svix's 15 s deadline when the database is down) unless the URI sets it.
+    public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) {
+        mongoc_init()
+        self.uri = uri
+        self.queueLimit = queueLimit
+        self.logger = logger
+        var error = bson_error_t()
+        let cURI = mongoc_uri_new_with_error(uri.text, &error)!
+        defer { mongoc_uri_destroy(cURI) }
+        if !mongoc_uri_has_option(cURI, MONGOC_URI_SERVERSELECTIONTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(cURI, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000)
+        }
+        if !mongoc_uri_has_option(cURI, MONGOC_URI_CONNECTTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(cURI, MONGOC_URI_CONNECTTIMEOUTMS, 3000)
+        }
+        if !mongoc_uri_has_option(cURI, MONGOC_URI_APPNAME) {
+            mongoc_uri_set_option_as_utf8(cURI, MONGOC_URI_APPNAME, "chat-server")
+        }
+        pool = mongoc_client_pool_new(cURI)
+        // Version 2 reports a duplicate key as a server error with code 11000.
+        mongoc_client_pool_set_error_api(pool, 2)
+        for i in 0..<max(1, workers) {
+            let thread = Thread { [unowned self] in self.workerLoop() }
+            thread.name = "db-worker-\(i)"
+            threads.append(thread)
+            thread.start()
+        }
+    }
+
+    deinit { mongoc_client_pool_destroy(pool) }
+
+    public var queueDepth: Int {
+        condition.lock(); defer { condition.unlock() }
+        return jobs.count - jobsHead
+    }
+
+    /// Queues `work` for a worker. `completion` runs on that worker thread.
+    public func submit<T>(_ operation: String, _ work: @escaping (MongoConnection) throws -> T,
+                          completion: @escaping (Result<T, Error>) -> Void) {
+        condition.lock()
+        guard running else { condition.unlock(); completion(.failure(DatabaseError.shuttingDown)); return }
+        guard jobs.count - jobsHead < queueLimit else {
+            condition.unlock()
+            completion(.failure(DatabaseError.overloaded))
+            return
+        }
+        let timer = Timer(label: "chat_db_operation_duration_seconds", dimensions: [("operation", operation)])
+        jobs.append(Job(operation: operation) { connection in
+            guard let connection else { completion(.failure(DatabaseError.shuttingDown)); return }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let result = Result { try work(connection) }
+            timer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+            completion(result)
+        })
+        queueDepthGauge.record(jobs.count - jobsHead)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Runs `work` on the calling thread with a pooled client (for threads that may block: monitors,
+    /// command-line tools, tests).
+    public func withConnection<T>(_ work: (MongoConnection) throws -> T) rethrows -> T {
+        let client = mongoc_client_pool_pop(pool)!
+        defer { mongoc_client_pool_push(pool, client) }
+        return try work(MongoConnection(client: client, databaseName: name))
+    }
+
+    private func workerLoop() {
+        while true {
+            condition.lock()
+            while running && jobsHead == jobs.count { condition.wait() }
+            if jobsHead == jobs.count { condition.unlock(); return }   // stopped and drained
+            let job = jobs[jobsHead]
+            jobsHead += 1
+            if jobsHead > 1024 && jobsHead * 2 > jobs.count { jobs.removeFirst(jobsHead); jobsHead = 0 }
+            busyWorkers += 1
+            queueDepthGauge.record(jobs.count - jobsHead)
+            condition.unlock()
+
+            withConnection { job.run($0) }
+
+            condition.lock()
+            busyWorkers -= 1
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Stops taking jobs, lets queued and running ones finish for up to `timeout`, then fails the rest.
+    public func shutdown(timeout: TimeInterval) {
+        condition.lock()
+        running = false
+        condition.broadcast()
+        let deadline = Date().addingTimeInterval(timeout)
+        while (jobsHead < jobs.count || busyWorkers > 0) && Date() < deadline {
+            _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.1)))
+        }
+        let abandoned = jobs[jobsHead...]
+        jobs.removeAll()
+        jobsHead = 0
+        condition.unlock()
+        if !abandoned.isEmpty { logger.warning("shutdown: \(abandoned.count) database jobs not run") }
+        for job in abandoned { job.run(nil) }
+    }
+}

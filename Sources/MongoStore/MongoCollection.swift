@@ -1,0 +1,195 @@
+import CMongoC
+import Foundation
+
+/// One collection on a client popped from the pool, for the duration of a job. Not thread-safe:
+/// it lives and dies on one worker thread.
+public final class MongoCollection {
+    let handle: OpaquePointer
+    let session: MongoSession?
+
+    init(client: OpaquePointer, database: String, name: String, session: MongoSession?) {
+        handle = mongoc_client_get_collection(client, database, name)
+        self.session = session
+    }
+
+    deinit { mongoc_collection_destroy(handle) }
+
+    public struct UpdateResult: Equatable, Sendable {
+        public var matched: Int64
+        public var modified: Int64
+        public var upserted: Bool
+    }
+
+    public func insertOne(_ document: BSONDocument) throws(DatabaseError) {
+        var error = bson_error_t()
+        let ok = document.withBSON { doc in
+            withOptions([:]) { opts in mongoc_collection_insert_one(handle, doc, opts, nil, &error) }
+        }
+        if !ok { throw DatabaseError(error) }
+    }
+
+    /// One round trip for many documents. `ordered: false` lets the others in when one is a duplicate.
+    public func insertMany(_ documents: [BSONDocument], ordered: Bool = true) throws(DatabaseError) {
+        guard !documents.isEmpty else { return }
+        let bsons = documents.map { d -> OpaquePointer in let b = bson_new()!; d.append(to: b); return b }
+        defer { bsons.forEach { bson_destroy($0) } }
+        var pointers: [OpaquePointer?] = bsons
+        var error = bson_error_t()
+        let ok = withOptions(["ordered": .bool(ordered)]) { opts in
+            mongoc_collection_insert_many(handle, &pointers, pointers.count, opts, nil, &error)
+        }
+        if !ok { throw DatabaseError(error) }
+    }
+
+    @discardableResult
+    public func updateOne(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false) throws(DatabaseError) -> UpdateResult {
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let ok = filter.withBSON { f in
+            update.withBSON { u in
+                withOptions(upsert ? ["upsert": .bool(true)] : [:]) { opts in
+                    mongoc_collection_update_one(handle, f, u, opts, reply, &error)
+                }
+            }
+        }
+        if !ok { throw DatabaseError(error) }
+        let r = BSONDocument(bson: reply)
+        return UpdateResult(matched: r["matchedCount"]?.int64Value ?? 0, modified: r["modifiedCount"]?.int64Value ?? 0,
+                            upserted: r["upsertedId"] != nil)
+    }
+
+    @discardableResult
+    public func updateMany(_ filter: BSONDocument, _ update: BSONDocument) throws(DatabaseError) -> UpdateResult {
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let ok = filter.withBSON { f in
+            update.withBSON { u in withOptions([:]) { opts in mongoc_collection_update_many(handle, f, u, opts, reply, &error) } }
+        }
+        if !ok { throw DatabaseError(error) }
+        let r = BSONDocument(bson: reply)
+        return UpdateResult(matched: r["matchedCount"]?.int64Value ?? 0, modified: r["modifiedCount"]?.int64Value ?? 0, upserted: false)
+    }
+
+    @discardableResult
+    public func deleteMany(_ filter: BSONDocument) throws(DatabaseError) -> Int64 {
+        try delete(filter, one: false)
+    }
+
+    @discardableResult
+    public func deleteOne(_ filter: BSONDocument) throws(DatabaseError) -> Int64 {
+        try delete(filter, one: true)
+    }
+
+    private func delete(_ filter: BSONDocument, one: Bool) throws(DatabaseError) -> Int64 {
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let ok = filter.withBSON { f in
+            withOptions([:]) { opts in
+                one ? mongoc_collection_delete_one(handle, f, opts, reply, &error)
+                    : mongoc_collection_delete_many(handle, f, opts, reply, &error)
+            }
+        }
+        if !ok { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["deletedCount"]?.int64Value ?? 0
+    }
+
+    public func find(_ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil,
+                     projection: BSONDocument? = nil, skip: Int? = nil) throws(DatabaseError) -> [BSONDocument] {
+        var options: BSONDocument = [:]
+        if let sort { options["sort"] = .document(sort) }
+        if let limit { options["limit"] = .int64(Int64(limit)) }
+        if let skip { options["skip"] = .int64(Int64(skip)) }
+        if let projection { options["projection"] = .document(projection) }
+        var results: [BSONDocument] = []
+        var error = bson_error_t()
+        let failed: Bool = filter.withBSON { f in
+            withOptions(options) { opts in
+                let cursor = mongoc_collection_find_with_opts(handle, f, opts, nil)!
+                defer { mongoc_cursor_destroy(cursor) }
+                var doc: OpaquePointer?
+                while mongoc_cursor_next(cursor, &doc) {
+                    if let doc { results.append(BSONDocument(bson: doc)) }
+                }
+                return mongoc_cursor_error(cursor, &error)
+            }
+        }
+        if failed { throw DatabaseError(error) }
+        return results
+    }
+
+    public func findOne(_ filter: BSONDocument, projection: BSONDocument? = nil) throws(DatabaseError) -> BSONDocument? {
+        try find(filter, limit: 1, projection: projection).first
+    }
+
+    public func count(_ filter: BSONDocument) throws(DatabaseError) -> Int64 {
+        var error = bson_error_t()
+        let n = filter.withBSON { f in
+            withOptions([:]) { opts in mongoc_collection_count_documents(handle, f, opts, nil, nil, &error) }
+        }
+        if n < 0 { throw DatabaseError(error) }
+        return n
+    }
+
+    /// findAndModify returning the document after the update (nil when nothing matched and no upsert).
+    public func findOneAndUpdate(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false,
+                                 returnNew: Bool = true) throws(DatabaseError) -> BSONDocument? {
+        let opts = mongoc_find_and_modify_opts_new()!
+        defer { mongoc_find_and_modify_opts_destroy(opts) }
+        var flags = MONGOC_FIND_AND_MODIFY_NONE.rawValue
+        if upsert { flags |= MONGOC_FIND_AND_MODIFY_UPSERT.rawValue }
+        if returnNew { flags |= MONGOC_FIND_AND_MODIFY_RETURN_NEW.rawValue }
+        mongoc_find_and_modify_opts_set_flags(opts, mongoc_find_and_modify_flags_t(rawValue: flags))
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let ok = filter.withBSON { f in
+            update.withBSON { u in
+                mongoc_find_and_modify_opts_set_update(opts, u)
+                return withOptions([:]) { extra in
+                    mongoc_find_and_modify_opts_append(opts, extra)
+                    return mongoc_collection_find_and_modify_with_opts(handle, f, opts, reply, &error)
+                }
+            }
+        }
+        if !ok { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["value"]?.documentValue
+    }
+
+    /// Deletes one matching document and returns it (nil when none matched).
+    public func findOneAndDelete(_ filter: BSONDocument) throws(DatabaseError) -> BSONDocument? {
+        let opts = mongoc_find_and_modify_opts_new()!
+        defer { mongoc_find_and_modify_opts_destroy(opts) }
+        mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_REMOVE)
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let ok = filter.withBSON { f in
+            withOptions([:]) { extra in
+                mongoc_find_and_modify_opts_append(opts, extra)
+                return mongoc_collection_find_and_modify_with_opts(handle, f, opts, reply, &error)
+            }
+        }
+        if !ok { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["value"]?.documentValue
+    }
+
+    /// Creates indexes; an index that already exists with the same keys and options is a no-op.
+    public func createIndexes(_ indexes: [BSONDocument]) throws(DatabaseError) {
+        let name = String(cString: mongoc_collection_get_name(handle))
+        let command: BSONDocument = ["createIndexes": .string(name), "indexes": .array(indexes.map { .document($0) })]
+        var error = bson_error_t()
+        let ok = command.withBSON { c in mongoc_collection_write_command_with_opts(handle, c, nil, nil, &error) }
+        if !ok { throw DatabaseError(error) }
+    }
+
+    /// Builds the options document, adding the session id when running inside a transaction.
+    private func withOptions<R>(_ options: BSONDocument, _ body: (OpaquePointer) -> R) -> R {
+        options.withBSON { opts in
+            if let session { var e = bson_error_t(); mongoc_client_session_append(session.handle, opts, &e) }
+            return body(opts)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import CLwsShim
+
+/// Standard and application close codes used by the channel.
+public struct CloseCode: RawRepresentable, Hashable, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let normal = CloseCode(rawValue: 1000)
+    public static let goingAway = CloseCode(rawValue: 1001)
+    public static let policyViolation = CloseCode(rawValue: 1008)
+    public static let messageTooBig = CloseCode(rawValue: 1009)
+    public static let internalError = CloseCode(rawValue: 1011)
+    public static let serviceRestart = CloseCode(rawValue: 1012)
+}
+
+/// The upgrade request as copied when the socket opened.
+public struct UpgradeRequest: Sendable {
+    public let path: String
+    public let query: String?
+    public let origin: String?
+    public let authorization: String?
+    public let subprotocol: String?
+}
+
+/// One WebSocket, owned by the service thread. Frames are queued and written when lws says the
+/// socket is writable; a queue over its cap closes the connection (a slow reader must not hold memory).
+public final class WebSocketConnection {
+    public enum State: Equatable {
+        case open
+        case closing(CloseCode, String)
+        case closed
+    }
+
+    public let id: UInt64
+    public let request: UpgradeRequest
+    /// Application state for this connection (the chat session).
+    public var context: AnyObject?
+    public private(set) var state: State = .open
+
+    let wsi: OpaquePointer
+    unowned let server: LwsServer
+    var outbound: [OutboundFrame] = []
+    var outboundHead = 0
+    var queuedBytes = 0
+    var inbound: [UInt8] = []
+    var inboundOverflow = false
+
+    init(id: UInt64, wsi: OpaquePointer, request: UpgradeRequest, server: LwsServer) {
+        self.id = id
+        self.wsi = wsi
+        self.request = request
+        self.server = server
+    }
+
+    /// Queues a frame. Returns false when the connection is closing or its queue overflowed.
+    @discardableResult
+    public func send(_ frame: OutboundFrame) -> Bool {
+        guard state == .open else { return false }
+        if queuedBytes + frame.count > server.options.maxOutboundBytes {
+            server.metrics.slowConsumerClosed()
+            close(.policyViolation, reason: "slow consumer: outbound queue full")
+            return false
+        }
+        outbound.append(frame)
+        queuedBytes += frame.count
+        lws_callback_on_writable(wsi)
+        return true
+    }
+
+    /// Sends what is queued, then closes with `code`.
+    public func close(_ code: CloseCode, reason: String) {
+        guard state == .open else { return }
+        state = .closing(code, String(reason.prefix(120)))
+        lws_callback_on_writable(wsi)
+    }
+
+    /// Writes one queued frame. Returns -1 to make lws close the socket.
+    func writeNext() -> Int32 {
+        if outboundHead < outbound.count {
+            let frame = outbound[outboundHead]
+            outbound[outboundHead] = OutboundFrame.empty
+            outboundHead += 1
+            queuedBytes -= frame.count
+            if outboundHead == outbound.count {
+                outbound.removeAll(keepingCapacity: outbound.count <= 64)
+                outboundHead = 0
+            }
+            let written = chat_lws_write_text(wsi, frame.payload, frame.count)
+            if written < frame.count { return -1 }
+            if outboundHead < outbound.count || isClosing { lws_callback_on_writable(wsi) }
+            return 0
+        }
+        if case .closing(let code, let reason) = state {
+            var bytes = Array(reason.utf8)
+            bytes.withUnsafeMutableBufferPointer { buf in
+                lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code.rawValue)), buf.baseAddress, buf.count)
+            }
+            return -1
+        }
+        return 0
+    }
+
+    var isClosing: Bool { if case .closing = state { return true } else { return false } }
+
+    func markClosed() { state = .closed; outbound.removeAll(); queuedBytes = 0 }
+}
+
+extension OutboundFrame {
+    static let empty = OutboundFrame([UInt8]())
+}

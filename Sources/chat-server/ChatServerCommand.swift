@@ -1,0 +1,48 @@
+import ArgumentParser
+import ChatServer
+import Foundation
+import Logging
+
+struct ChatServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat-server",
+        abstract: "Realtime chat backend: Clerk webhooks, WebSocket chat and presence on MongoDB.",
+        subcommands: [Serve.self, SendWebhook.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (configuration from the environment and .env).")
+
+    @Option(help: "The .env file to read (the environment wins over it).")
+    var envFile: String = ".env"
+
+    func run() throws {
+        let config: Config
+        do {
+            config = try Config.load(environment: ProcessInfo.processInfo.environment, dotEnvPath: envFile)
+        } catch {
+            FileHandle.standardError.write(Data("configuration error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let production = config.environment == .production
+        let level = config.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler: LogHandler = production ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "chat-server")
+        let app = ChatServerApp(config: config, logger: logger) { line in print(line) }
+        do {
+            let code = try app.run()
+            throw ExitCode(code)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            logger.critical("\(error)")
+            FileHandle.standardError.write(Data("startup error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+@testable import ChatServer
+import Testing
+
+@Suite struct ConfigTests {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    func load(_ env: [String: String]) throws(ConfigError) -> Config {
+        try Config.load(environment: env, dotEnvPath: nil)
+    }
+
+    @Test func defaultsAreTheNodeBackends() throws {
+        let config = try load([:])
+        #expect(config.port == 3000)
+        #expect(config.environment == .development)
+        #expect(config.clientURL == "http://localhost:5173")
+        #expect(config.mongoURI.databaseName == "chat")
+        #expect(config.mongoURIConfigured == false)
+        #expect(config.webhookVerifier == nil)
+        #expect(config.warnings.contains { $0.contains("CLERK_WEBHOOK_SECRET") })
+    }
+
+    @Test func databaseNameComesFromTheURIPath() throws {
+        #expect(try load(["MONGODB_URI": "mongodb://db.example:27017/prod_chat?retryWrites=true"]).mongoURI.databaseName == "prod_chat")
+        #expect(try load(["MONGODB_URI": "mongodb://db.example:27017"]).mongoURI.databaseName == "test")
+    }
+
+    @Test func passwordIsMaskedForLogs() throws {
+        let config = try load(["MONGODB_URI": "mongodb://app:s3cret@db.example:27017/chat"])
+        #expect(config.mongoURI.masked == "mongodb://app:****@db.example:27017/chat")
+        #expect(!config.mongoURI.masked.contains("s3cret"))
+    }
+
+    @Test(arguments: [
+        (["PORT": "abc"], "PORT"),
+        (["PORT": "70000"], "PORT"),
+        (["MONGODB_URI": "postgres://nope"], "MONGODB_URI"),
+        (["MONGODB_URI": "mongodb://"], "MONGODB_URI"),
+        (["NODE_ENV": "staging"], "NODE_ENV"),
+        (["CLERK_WEBHOOK_SECRET": "whsec_***not base64***"], "CLERK_WEBHOOK_SECRET"),
+        (["CLERK_WEBHOOK_SECRET": "whsec_"], "CLERK_WEBHOOK_SECRET"),
+        (["CLIENT_URL": "localhost"], "CLIENT_URL"),
+        (["TLS_CERT_FILE": "/etc/hostname"], "TLS_KEY_FILE"),
+        (["TLS_CERT_FILE": "/missing.pem", "TLS_KEY_FILE": "/missing.key"], "TLS_CERT_FILE"),
+        (["DB_WORKERS": "0"], "DB_WORKERS"),
+        (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+    ])
+    func badValuesNameTheVariable(env: [String: String], variable: String) {
+        #expect { try load(env) } throws: { ($0 as? ConfigError)?.variable == variable }
+    }
+
+    @Test func productionRequiresTheWebhookSecret() {
+        #expect { try load(["NODE_ENV": "production"]) } throws: { ($0 as? ConfigError)?.variable == "CLERK_WEBHOOK_SECRET" }
+        #expect(throws: Never.self) { try load(["NODE_ENV": "production", "CLERK_WEBHOOK_SECRET": secret]) }
+    }
+
+    @Test func secretErrorsNeverEchoTheSecret() {
+        let bad = "whsec_c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0!!"
+        #expect { try load(["CLERK_WEBHOOK_SECRET": bad]) } throws: { !"\($0)".contains("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0") }
+    }
+
+    @Test func dotEnvIsReadAndTheEnvironmentWins() {
+        let parsed = DotEnv.parse("""
+        # comment
+        export PORT=4000
+        MONGODB_URI="mongodb://localhost:27017/fromfile"
+        CLIENT_URL=http://app.example # trailing comment
+        CLERK_JWT_KEY="-----BEGIN PUBLIC KEY-----\\nABC\\n-----END PUBLIC KEY-----"
+        QUOTED='single # kept'
+        """)
+        #expect(parsed["PORT"] == "4000")
+        #expect(parsed["MONGODB_URI"] == "mongodb://localhost:27017/fromfile")
+        #expect(parsed["CLIENT_URL"] == "http://app.example")
+        #expect(parsed["CLERK_JWT_KEY"] == "-----BEGIN PUBLIC KEY-----\nABC\n-----END PUBLIC KEY-----")
+        #expect(parsed["QUOTED"] == "single # kept")
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole suite: Swift unit and integration tests, then the Python tests that drive the server with
+# clients this project did not write. A throwaway embedded MongoDB runs on a free port meanwhile.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+swift build --build-tests
+
+port=$(free_port)
+log=$(mktemp -t secantus.XXXXXX.log)
+start_secantus "$port" ":memory:" "$log"
+trap 'kill $SECANTUS_PID 2>/dev/null; wait $SECANTUS_PID 2>/dev/null || true' EXIT
+
+export CHAT_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+export CHAT_SERVER_BIN="$ROOT/.build/debug/chat-server"
+export SECANTUSD
+
+status=0
+swift test --skip-build 2>&1 | tee .build/swift-test.log || status=1
+grep -qE "Test run with [0-9]+ tests? .*passed|Executed [0-9]+ tests?, with 0 failures" .build/swift-test.log || status=1
+if [[ -d tests ]] && ls tests/test_*.py >/dev/null 2>&1; then
+  .venv/bin/python -m pytest -q tests || status=1
+fi
+exit $status
