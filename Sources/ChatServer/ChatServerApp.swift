@@ -44,7 +44,7 @@ public final class ChatServerApp {
         channel = ChatChannel(logger: logger)
         var postToService: (@escaping () -> Void) -> Void = { _ in }
         let webhook = WebhookRoute(verifier: config.webhookVerifier, maxBodyBytes: config.webhookMaxBodyBytes,
-                                   database: database, metrics: metrics, logger: logger, post: { postToService($0) })
+                                   database: database, monitor: monitor, metrics: metrics, logger: logger, post: { postToService($0) })
         webhook.listener = channel
         router = HTTPRouter(monitor: monitor, metrics: metrics, webhook: webhook, webSocketPath: options.webSocketPath)
         server = try LwsServer(options: options, http: router, webSocket: channel, metrics: metrics, logger: logger)
@@ -98,7 +98,6 @@ public final class ChatServerApp {
         let grace = TimeInterval(config.shutdownGraceSeconds)
         lifecycle = .draining(deadline: Date().addingTimeInterval(grace))
         logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
-        server.stopAccepting()
         channel.drain { [weak self] in self?.server.stop() }
         // A bound on draining, whatever is still in flight.
         DispatchQueue.global().asyncAfter(deadline: .now() + grace) { [weak self] in self?.server.stop() }

@@ -21,16 +21,18 @@ final class WebhookRoute {
     private let verifier: WebhookVerifier?
     private let maxBodyBytes: Int
     private let database: Database
+    private let monitor: DatabaseMonitor
     private let metrics: ServerMetrics
     private let logger: Logger
     private let post: (@escaping () -> Void) -> Void
     weak var listener: ClerkSessionListener?
 
-    init(verifier: WebhookVerifier?, maxBodyBytes: Int, database: Database, metrics: ServerMetrics,
+    init(verifier: WebhookVerifier?, maxBodyBytes: Int, database: Database, monitor: DatabaseMonitor, metrics: ServerMetrics,
          logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
         self.verifier = verifier
         self.maxBodyBytes = maxBodyBytes
         self.database = database
+        self.monitor = monitor
         self.metrics = metrics
         self.logger = logger
         self.post = post
@@ -70,6 +72,12 @@ final class WebhookRoute {
             listener?.sessionEnded(sessionID: sessionID)
             finish(responder, type: type, outcome: .applied)
         case .userUpserted, .userDeleted:
+            // Known down: answer at once so that Svix retries, instead of waiting out server selection.
+            if case .unavailable = monitor.state {
+                metrics.webhookDelivery(type: event.type, outcome: "unavailable")
+                responder.respond(.json(503, ["error": "database unavailable, retry later"]))
+                return
+            }
             let now = Date()
             database.submit("webhook_apply", { connection in
                 try UserStore.apply(event, deliveryID: deliveryID, now: now, on: connection)

@@ -47,7 +47,7 @@ public struct RawHTTP {
         guard connected else { throw TestingError("cannot connect to 127.0.0.1:\(port)") }
         var sent = 0
         while sent < request.count {
-            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { break }   // the server may answer early (413) and close
             sent += n
         }

@@ -136,3 +136,8 @@ extension BSONDocument {
         }
     }
 }
+
+extension BSONValue: ExpressibleByDictionaryLiteral {
+    /// `["$set": ["a": .int32(1)]]` reads as a nested document.
+    public init(dictionaryLiteral elements: (String, BSONValue)...) { self = .document(BSONDocument(elements)) }
+}

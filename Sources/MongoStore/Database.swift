@@ -41,6 +41,10 @@ public final class Database: @unchecked Sendable {
         if !mongoc_uri_has_option(cURI, MONGOC_URI_CONNECTTIMEOUTMS) {
             mongoc_uri_set_option_as_int32(cURI, MONGOC_URI_CONNECTTIMEOUTMS, 3000)
         }
+        // The driver's default (300 s) would let a half-started server hold a worker for minutes.
+        if !mongoc_uri_has_option(cURI, MONGOC_URI_SOCKETTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(cURI, MONGOC_URI_SOCKETTIMEOUTMS, 10000)
+        }
         if !mongoc_uri_has_option(cURI, MONGOC_URI_APPNAME) {
             mongoc_uri_set_option_as_utf8(cURI, MONGOC_URI_APPNAME, "chat-server")
         }

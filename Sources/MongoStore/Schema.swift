@@ -7,5 +7,13 @@ public enum Schema {
         try connection.collection(UserStore.webhookEvents).createIndexes([
             ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
         ])
+        try connection.collection(PresenceStore.connections).createIndexes([
+            ["key": .document(["userId": .int32(1)]), "name": .string("userId")],
+            ["key": .document(["instanceId": .int32(1)]), "name": .string("instanceId")],
+            ["key": .document(["sessionId": .int32(1)]), "name": .string("sessionId")],
+        ])
+        try connection.collection(PresenceStore.instances).createIndexes([
+            ["key": .document(["heartbeatAt": .int32(1)]), "name": .string("heartbeatAt")],
+        ])
     }
 }

@@ -133,11 +133,6 @@ public final class LwsServer {
         lws_cancel_service(context)
     }
 
-    /// Closes the listening socket so that no new connection arrives (graceful shutdown).
-    public func stopAccepting() {
-        lws_context_deprecate(context, nil)
-    }
-
     func drainInbox() {
         inboxLock.lock()
         let work = inbox

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Frames the server sends. Each is encoded once (`encoded()`) and the same bytes go to every recipient.
+public enum ServerFrame: Sendable {
+    case welcome(userID: String, sessionID: String?, connectionID: String, protocolVersion: String)
+    case ok(id: String?, data: [String: JSONValue])
+    case error(id: String?, code: ErrorCode, message: String)
+    case presence(PresenceSnapshot)
+
+    public func encoded() -> [UInt8] {
+        var object: [String: JSONValue]
+        switch self {
+        case .welcome(let user, let session, let connection, let version):
+            object = ["type": "welcome", "userId": .string(user), "sessionId": session.map(JSONValue.string) ?? .null,
+                      "connectionId": .string(connection), "protocol": .string(version)]
+        case .ok(let id, let data):
+            object = ["type": "ok", "data": .object(data)]
+            if let id { object["id"] = .string(id) }
+        case .error(let id, let code, let message):
+            object = ["type": "error", "code": .string(code.rawValue), "message": .string(message)]
+            if let id { object["id"] = .string(id) }
+        case .presence(let p):
+            object = p.json
+            object["type"] = "presence"
+        }
+        return JSONValue.object(object).encoded()
+    }
+}
+
+/// A user's presence as clients see it.
+public struct PresenceSnapshot: Equatable, Sendable {
+    public var userID: String
+    public var isOnline: Bool
+    public var lastSeen: Date?
+
+    public init(userID: String, isOnline: Bool, lastSeen: Date?) {
+        self.userID = userID
+        self.isOnline = isOnline
+        self.lastSeen = lastSeen
+    }
+
+    public var json: [String: JSONValue] {
+        ["userId": .string(userID), "isOnline": .bool(isOnline), "lastSeen": lastSeen.map { .string(JSONValue.iso8601($0)) } ?? .null]
+    }
+}

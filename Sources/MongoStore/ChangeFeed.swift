@@ -1,0 +1,76 @@
+import CMongoC
+import Foundation
+import Logging
+
+/// A MongoDB change stream read on its own thread: how instances hear each other's writes (presence
+/// changes, messages). Resumes after errors from the last resume token; needs a replica set.
+public final class ChangeFeed: @unchecked Sendable {
+    private let database: Database
+    private let collection: String
+    private let pipeline: [BSONDocument]
+    private let logger: Logger
+    private let handler: (BSONDocument) -> Void
+    private let lock = NSLock()
+    private var stopped = false
+    private var resumeToken: BSONDocument?
+    /// Runs (on the feed thread) each time the stream is (re)opened.
+    public var onOpen: (() -> Void)?
+
+    public init(database: Database, collection: String, pipeline: [BSONDocument], logger: Logger,
+                handler: @escaping (BSONDocument) -> Void) {
+        self.database = database
+        self.collection = collection
+        self.pipeline = pipeline
+        self.logger = logger
+        self.handler = handler
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "change-feed-\(collection)"
+        thread.start()
+    }
+
+    public func stop() { lock.lock(); stopped = true; lock.unlock() }
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    private func run() {
+        var backoff: TimeInterval = 0.5
+        while !isStopped {
+            let failure: String? = database.withConnection { connection in watch(connection) }
+            if isStopped { break }
+            if let failure {
+                logger.warning("change stream interrupted, reopening", metadata: ["collection": "\(collection)", "error": "\(failure)"])
+                if failure.contains("resume") { resumeToken = nil }
+            }
+            Thread.sleep(forTimeInterval: backoff)
+            backoff = min(backoff * 2, 5)
+        }
+    }
+
+    /// Reads until stopped or failed; returns the failure.
+    private func watch(_ connection: MongoConnection) -> String? {
+        let coll = connection.collection(collection)
+        var options: BSONDocument = ["fullDocument": .string("updateLookup"), "maxAwaitTimeMS": .int64(500)]
+        if let resumeToken { options["resumeAfter"] = .document(resumeToken) }
+        let pipelineDoc: BSONDocument = ["pipeline": .array(pipeline.map { .document($0) })]
+        let stream: OpaquePointer = pipelineDoc.withBSON { p in
+            options.withBSON { o in mongoc_collection_watch(coll.handle, p, o)! }
+        }
+        defer { mongoc_change_stream_destroy(stream) }
+        var opened = false
+        while !isStopped {
+            var doc: OpaquePointer?
+            if mongoc_change_stream_next(stream, &doc), let doc {
+                let change = BSONDocument(bson: doc)
+                if let token = mongoc_change_stream_get_resume_token(stream) { resumeToken = BSONDocument(bson: token) }
+                handler(change)
+                continue
+            }
+            var error = bson_error_t()
+            if mongoc_change_stream_error_document(stream, &error, nil) { return DatabaseError(error).description }
+            if !opened { opened = true; onOpen?() }
+        }
+        return nil
+    }
+}

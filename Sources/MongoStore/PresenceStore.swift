@@ -1,0 +1,134 @@
+import ChatDomain
+import Foundation
+
+/// Presence in MongoDB: a `connections` record per open socket (carrying its instance), an
+/// `instances` record per live server with a heartbeat, and `isOnline` / `lastSeen` on the user,
+/// derived from the records so that several instances on one database count as one.
+public enum PresenceStore {
+    public static let connections = "connections"
+    public static let instances = "instances"
+
+    public enum ConnectOutcome: Equatable, Sendable {
+        case online
+        case userDeleted
+    }
+
+    // MARK: instances
+
+    public static func heartbeat(instanceID: String, host: String, now: Date, on c: MongoConnection) throws {
+        try c.collection(instances).updateOne(["_id": .string(instanceID)], [
+            "$set": ["heartbeatAt": .date(now)],
+            "$setOnInsert": ["startedAt": .date(now), "host": .string(host)],
+        ], upsert: true)
+    }
+
+    /// Marks offline the users of every instance whose heartbeat stopped `timeout` ago, with `lastSeen`
+    /// at its last heartbeat, then removes its records. Safe to run on every instance at once, and to
+    /// repeat after a crash halfway: each step is idempotent.
+    @discardableResult
+    public static func sweepDeadInstances(except me: String, now: Date, timeout: TimeInterval, on c: MongoConnection) throws -> [String] {
+        let dead = try c.collection(instances).find([
+            "_id": ["$ne": .string(me)],
+            "heartbeatAt": ["$lt": .date(now.addingTimeInterval(-timeout))],
+        ])
+        var sweptUsers: [String] = []
+        for instance in dead {
+            guard let id = instance["_id"]?.stringValue else { continue }
+            let heartbeat = instance["heartbeatAt"]?.dateValue ?? now
+            let lastSeen = PresenceRules.lastSeen(forDeadInstanceHeartbeat: heartbeat, now: now)
+            let records = try c.collection(connections).find(["instanceId": .string(id)], projection: ["userId": .int32(1)])
+            let users = Set(records.compactMap { $0["userId"]?.stringValue })
+            for user in users.sorted() {
+                try reconcile(userID: user, lastSeen: lastSeen, excludingInstance: id, on: c)
+            }
+            try c.collection(connections).deleteMany(["instanceId": .string(id)])
+            try c.collection(instances).deleteOne(["_id": .string(id)])
+            sweptUsers += users
+        }
+        return sweptUsers
+    }
+
+    public static func removeInstance(_ instanceID: String, on c: MongoConnection) throws {
+        try c.collection(instances).deleteOne(["_id": .string(instanceID)])
+    }
+
+    // MARK: connections
+
+    /// Records the connection, then marks the user online (creating a minimal user when the
+    /// `user.created` webhook has not arrived yet; it fills the profile in later).
+    public static func connect(connectionID: String, userID: String, sessionID: String?, instanceID: String,
+                               now: Date, on c: MongoConnection) throws -> ConnectOutcome {
+        if let user = try c.collection(UserStore.users).findOne(["clerkId": .string(userID)], projection: ["deleted": .int32(1)]),
+           user["deleted"]?.boolValue == true {
+            return .userDeleted
+        }
+        try c.collection(connections).insertOne([
+            "_id": .string(connectionID), "userId": .string(userID), "instanceId": .string(instanceID),
+            "sessionId": .string(sessionID), "connectedAt": .date(now),
+        ])
+        let update: BSONDocument = [
+            "$set": ["isOnline": .bool(true)],
+            "$setOnInsert": .document(UserStore.profileFields(UserProfile(clerkID: userID))
+                .appending([("clerkId", .string(userID)), ("lastSeen", .date(now)), ("createdAt", .date(now)),
+                            ("updatedAt", .date(now)), ("deleted", .bool(false))])),
+        ]
+        do {
+            try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
+        } catch .duplicateKey {
+            // Two first connections raced to create the user: the other one created it.
+            try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
+        }
+        return .online
+    }
+
+    /// Removes the connection record; the user goes offline, with `lastSeen` = `at`, when it was the last.
+    public static func disconnect(connectionID: String, userID: String, at: Date, on c: MongoConnection) throws {
+        try c.collection(connections).deleteOne(["_id": .string(connectionID)])
+        try reconcile(userID: userID, lastSeen: at, excludingInstance: nil, on: c)
+    }
+
+    /// Sets `isOnline` from the connection records. The recount after going offline repairs a race with
+    /// a connect on another instance (its record was written before it set the user online).
+    static func reconcile(userID: String, lastSeen: Date, excludingInstance: String?, on c: MongoConnection) throws {
+        var filter: BSONDocument = ["userId": .string(userID)]
+        if let excludingInstance { filter["instanceId"] = ["$ne": .string(excludingInstance)] }
+        let records = c.collection(connections)
+        guard try records.count(filter) == 0 else { return }
+        let users = c.collection(UserStore.users)
+        try users.updateOne(["clerkId": .string(userID), "isOnline": .bool(true)], [
+            "$set": ["isOnline": .bool(false)],
+            "$max": ["lastSeen": .date(lastSeen)],
+        ])
+        if try records.count(filter) > 0 {
+            try users.updateOne(["clerkId": .string(userID)], ["$set": ["isOnline": .bool(true)]])
+        }
+    }
+
+    public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {
+        let docs = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(userIDs.map { .string($0) })]],
+                                                          projection: ["clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1)])
+        return docs.compactMap(snapshot)
+    }
+
+    static func snapshot(_ doc: BSONDocument) -> PresenceSnapshot? {
+        guard let id = doc["clerkId"]?.stringValue else { return nil }
+        return PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue)
+    }
+
+    /// A page of users for `users.query`: by id, optionally only online ones or matching a search.
+    public static func query(_ q: UsersQuery, on c: MongoConnection) throws -> [BSONDocument] {
+        var filter: BSONDocument = ["deleted": ["$ne": .bool(true)]]
+        if q.onlineOnly { filter["isOnline"] = .bool(true) }
+        if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
+        if let search = q.search, !search.isEmpty {
+            let pattern = NSRegularExpression.escapedPattern(for: search)
+            filter["$or"] = .array(["username", "firstName", "lastName", "email"].map {
+                .document(BSONDocument([($0, ["$regex": .string(pattern), "$options": .string("i")])]))
+            })
+        }
+        return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
+            "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
+            "imageUrl": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1),
+        ])
+    }
+}

@@ -1,0 +1,137 @@
+"""Fixtures for the end-to-end tests that drive chat-server with third-party clients
+(the official Svix signer, pymongo, websockets, PyJWT). `make test` sets the environment."""
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pymongo
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "Tests" / "Fixtures" / "clerk"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SERVER_BIN = os.environ.get("CHAT_SERVER_BIN", str(ROOT / ".build" / "debug" / "chat-server"))
+SECANTUSD = os.environ.get("SECANTUSD", str(ROOT / ".venv" / "bin" / "secantusd-py"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+class Mongo:
+    """An embedded MongoDB (SecantusDB) of the test's own, to stop and restart."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.storage = tempfile.mkdtemp(prefix="secantus-")
+        self.proc = None
+        self.start()
+
+    @property
+    def uri(self):
+        return f"mongodb://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SECANTUSD, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", self.storage,
+             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_port(self.port), "embedded MongoDB did not start"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Server:
+    """A chat-server process on a kernel-chosen port."""
+
+    def __init__(self, mongo_uri, env=None):
+        self.db_name = "py_" + uuid.uuid4().hex[:12]
+        self.mongo_uri = f"{mongo_uri}/{self.db_name}"
+        full = {k: v for k, v in os.environ.items() if not k.startswith("CLERK_") and k != "MONGODB_URI"}
+        full.update({"NODE_ENV": "test", "PORT": "0", "HOST": "127.0.0.1", "MONGODB_URI": self.mongo_uri,
+                     "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET, "SHUTDOWN_GRACE_SECONDS": "5"})
+        full.update(env or {})
+        self.lines = []
+        self.proc = subprocess.Popen([SERVER_BIN, "serve", "--env-file", "/nonexistent"], env=full,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.port = None
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                m = re.search(r"Server running on port (\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(30)
+        assert self.port, "chat-server did not start:\n" + "\n".join(self.lines)
+        self.client = pymongo.MongoClient(mongo_uri, directConnection=True, serverSelectionTimeoutMS=5000)
+        self.db = self.client[self.db_name]
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.client.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    uri = os.environ.get("CHAT_TEST_MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    mongo = Mongo()
+    yield mongo.uri
+    mongo.kill()
+
+
+@pytest.fixture
+def server(mongo_uri):
+    s = Server(mongo_uri)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def own_mongo():
+    m = Mongo()
+    yield m
+    m.kill()
+
+
+def fixture_bytes(name):
+    return (FIXTURES / name).read_bytes()
