@@ -1,20 +1,347 @@
+import ChatDomain
+import ClerkAuth
+import Foundation
 import Logging
+import Metrics
+import MongoStore
 import WebSocketServer
 
-/// The WebSocket chat channel (service thread).
+/// The WebSocket chat channel (service thread): authentication, presence, protocol hygiene. Every
+/// database call is a job on the worker pool whose result comes back through `post`.
 final class ChatChannel: WebSocketService, ClerkSessionListener {
+    static let protocolVersion = "chat.v1"
+
+    private let settings: ChannelSettings
+    private let database: Database
     private let logger: Logger
+    private let instanceID: String
+    private let post: (@escaping () -> Void) -> Void
+    private let authenticator: SessionAuthenticator
+    private let presence = PresenceHub()
+    private var sessions: [UInt64: ChatSession] = [:]
+    private var sessionsByUser: [String: Set<UInt64>] = [:]
+    private var pendingPresenceJobs = 0
+    private var nextHeartbeat = Date.distantPast
+    private var draining: (() -> Void)?
+    private let hostName = ProcessInfo.processInfo.hostName
 
-    init(logger: Logger) { self.logger = logger }
+    init(settings: ChannelSettings, database: Database, instanceID: String, logger: Logger,
+         post: @escaping (@escaping () -> Void) -> Void) {
+        self.settings = settings
+        self.database = database
+        self.instanceID = instanceID
+        self.logger = logger
+        self.post = post
+        authenticator = SessionAuthenticator(settings: settings, logger: logger, post: post)
+    }
 
-    func refusal(forUpgrade request: UpgradeRequest) -> String? { "the chat channel is not enabled yet" }
-    func opened(_ connection: WebSocketConnection) {}
-    func received(_ connection: WebSocketConnection, message: [UInt8]) {}
-    func closed(_ connection: WebSocketConnection) {}
-    func tick() {}
-    func userDeleted(clerkID: String) {}
-    func sessionEnded(sessionID: String) {}
+    func start() { authenticator.start() }
 
-    /// Closes every socket with the "reconnect" code, then calls `done`.
-    func drain(done: @escaping () -> Void) { done() }
+    // MARK: WebSocketService
+
+    func refusal(forUpgrade request: UpgradeRequest) -> String? {
+        if request.path != "/ws" { return "path \(request.path) does not upgrade" }
+        if draining != nil { return "shutting down" }
+        if let origin = request.origin, !settings.allowedOrigins.contains(origin) {
+            return "origin \(origin) is not allowed"
+        }
+        return nil
+    }
+
+    func opened(_ connection: WebSocketConnection) {
+        let now = Date()
+        let session = ChatSession(connection: connection, recordID: "\(instanceID):\(connection.id)",
+                                  authDeadline: now.addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)),
+                                  limiter: RateLimiter(rate: Double(settings.rateLimitPerSecond), burst: Double(settings.rateLimitBurst),
+                                                       now: now.timeIntervalSinceReferenceDate))
+        connection.context = session
+        sessions[connection.id] = session
+        if let header = connection.request.authorization, header.lowercased().hasPrefix("bearer ") {
+            authenticate(session, token: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), requestID: nil)
+        }
+    }
+
+    func received(_ connection: WebSocketConnection, message: [UInt8]) {
+        guard let session = sessions[connection.id] else { return }
+        if !session.limiter.allow(now: Date().timeIntervalSinceReferenceDate) {
+            session.rateViolations += 1
+            if session.rateViolations > settings.rateLimitBurst {
+                session.close(.rateLimited, "rate limit exceeded")
+            } else {
+                session.fail(nil, .rateLimited, "more than \(settings.rateLimitPerSecond) messages per second")
+            }
+            return
+        }
+        session.rateViolations = 0
+        if case .registering = session.state {
+            if session.backlog.count < 32 { session.backlog.append(message) } else { session.fail(nil, .rateLimited, "wait for welcome") }
+            return
+        }
+        handle(session, message)
+    }
+
+    func closed(_ connection: WebSocketConnection) {
+        guard let session = sessions.removeValue(forKey: connection.id) else { return }
+        let previous = session.state
+        session.state = .closed
+        presence.unsubscribe(session, from: Array(session.presenceSubscriptions))
+        if case .authenticated(let claims) = previous {
+            sessionsByUser[claims.userID]?.remove(connection.id)
+            if sessionsByUser[claims.userID]?.isEmpty == true { sessionsByUser[claims.userID] = nil }
+            unregister(session, userID: claims.userID)
+        }
+        // .registering: the connect job's completion sees .closed and unregisters.
+    }
+
+    func tick() {
+        let now = Date()
+        for session in sessions.values {
+            switch session.state {
+            case .awaitingAuth(let deadline), .verifying(let deadline):
+                if now > deadline { session.close(.authenticationTimeout, "no valid auth message within \(settings.authTimeoutSeconds) s") }
+            default: break
+            }
+        }
+        presence.flush(sessions: sessions)
+        if now >= nextHeartbeat && draining == nil {
+            nextHeartbeat = now.addingTimeInterval(TimeInterval(settings.heartbeatSeconds))
+            heartbeat(now)
+        }
+        if let done = draining, sessions.isEmpty, pendingPresenceJobs == 0 {
+            draining = { }
+            database.submit("presence_leave", { [instanceID] c in try PresenceStore.removeInstance(instanceID, on: c) }) { [post] _ in
+                post { done() }
+            }
+        }
+    }
+
+    // MARK: frames
+
+    private func handle(_ session: ChatSession, _ message: [UInt8]) {
+        let frame: ClientFrame
+        do { frame = try ClientFrame.decode(message) } catch {
+            session.fail(error.id, error.code, error.message)
+            return
+        }
+        switch frame.request {
+        case .auth(let token):
+            guard case .awaitingAuth = session.state else {
+                session.fail(frame.id, .alreadyAuthenticated, "this connection is already authenticated: use refresh")
+                return
+            }
+            authenticate(session, token: token, requestID: frame.id)
+        case .ping:
+            session.send(.ok(id: frame.id, data: ["time": .string(JSONValue.iso8601(Date()))]))
+        default:
+            guard case .authenticated(let claims) = session.state else {
+                session.fail(frame.id, .unauthenticated, "authenticate first: {\"type\":\"auth\",\"token\":\"...\"}")
+                return
+            }
+            handleAuthenticated(session, claims, frame)
+        }
+    }
+
+    private func handleAuthenticated(_ session: ChatSession, _ claims: SessionClaims, _ frame: ClientFrame) {
+        switch frame.request {
+        case .refresh(let token):
+            refresh(session, claims, token: token, requestID: frame.id)
+        case .presenceSubscribe(let users):
+            presence.subscribe(session, to: users)
+            run(session, frame.id, "presence_snapshot", { c in try PresenceStore.snapshots(of: users, on: c) }) { [presence] snapshots in
+                let found = Dictionary(snapshots.map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
+                let all = users.map { found[$0] ?? PresenceSnapshot(userID: $0, isOnline: false, lastSeen: nil) }
+                presence.remember(all)
+                return ["users": .array(all.map { .object($0.json) })]
+            }
+        case .presenceUnsubscribe(let users):
+            presence.unsubscribe(session, from: users)
+            session.send(.ok(id: frame.id, data: [:]))
+        case .usersQuery(let query):
+            run(session, frame.id, "users_query", { c in try PresenceStore.query(query, on: c) }) { docs in
+                let users: [JSONValue] = docs.map { d in
+                    .object(["userId": .string(d["clerkId"]?.stringValue ?? ""), "username": Self.json(d["username"]),
+                             "firstName": Self.json(d["firstName"]), "lastName": Self.json(d["lastName"]),
+                             "imageUrl": Self.json(d["imageUrl"]), "isOnline": .bool(d["isOnline"]?.boolValue ?? false),
+                             "lastSeen": Self.json(d["lastSeen"])])
+                }
+                let next: JSONValue = docs.count == query.limit ? .string(docs.last?["clerkId"]?.stringValue ?? "") : .null
+                return ["users": .array(users), "next": next]
+            }
+        case .auth, .ping:
+            break
+        }
+    }
+
+    /// Runs a database job for a request and answers it with `ok` (or an `error` frame).
+    private func run<T>(_ session: ChatSession, _ id: String?, _ operation: String, _ job: @escaping (MongoConnection) throws -> T,
+                        reply: @escaping (T) -> [String: JSONValue]) {
+        database.submit(operation, job) { [post, logger] result in
+            post {
+                guard !session.isClosed else { return }
+                switch result {
+                case .success(let value): session.send(.ok(id: id, data: reply(value)))
+                case .failure(let error):
+                    let unavailable = (error as? DatabaseError)?.isUnavailable ?? false
+                    if !unavailable { logger.error("\(operation) failed", metadata: ["error": "\(error)"]) }
+                    session.fail(id, unavailable ? .unavailable : .internalError, unavailable ? "database unavailable, retry" : "internal error")
+                }
+            }
+        }
+    }
+
+    static func json(_ value: BSONValue?) -> JSONValue {
+        switch value {
+        case .string(let s)?: return .string(s)
+        case .bool(let b)?: return .bool(b)
+        case .date(let d)?: return .string(JSONValue.iso8601(d))
+        case .int32(let i)?: return .int(Int64(i))
+        case .int64(let i)?: return .int(i)
+        default: return .null
+        }
+    }
+
+    // MARK: authentication and presence
+
+    private func authenticate(_ session: ChatSession, token: String, requestID: String?) {
+        guard !session.isClosed else { return }
+        let outcome = authenticator.verify(token) { [weak self, weak session] in
+            guard let self, let session else { return }
+            self.authenticate(session, token: token, requestID: requestID)
+        }
+        switch outcome {
+        case .pending:
+            session.state = .verifying(deadline: Date().addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)))
+        case .refused(let rejection):
+            Counter(label: "chat_ws_auth_total", dimensions: [("outcome", rejection.reason)]).increment()
+            logger.info("token refused", metadata: ["reason": "\(rejection.reason)"])
+            let expired = rejection == .expired
+            session.fail(requestID, expired ? .tokenExpired : .tokenInvalid, "token refused: \(rejection.reason)")
+            session.close(expired ? .tokenExpired : .tokenInvalid, rejection.reason)
+        case .verified(let claims):
+            Counter(label: "chat_ws_auth_total", dimensions: [("outcome", "verified")]).increment()
+            session.state = .registering(claims)
+            register(session, claims, requestID: requestID)
+        }
+    }
+
+    private func register(_ session: ChatSession, _ claims: SessionClaims, requestID: String?) {
+        pendingPresenceJobs += 1
+        let (recordID, instanceID) = (session.recordID, self.instanceID)
+        database.submit("presence_connect", { c in
+            try PresenceStore.connect(connectionID: recordID, userID: claims.userID, sessionID: claims.sessionID,
+                                      instanceID: instanceID, now: Date(), on: c)
+        }) { [post] result in
+            post { [self] in
+                pendingPresenceJobs -= 1
+                registered(session, claims, requestID: requestID, result: result)
+            }
+        }
+    }
+
+    private func registered(_ session: ChatSession, _ claims: SessionClaims, requestID: String?,
+                            result: Result<PresenceStore.ConnectOutcome, Error>) {
+        if session.isClosed {
+            // Closed while its record was being written: remove the record now.
+            if case .success(.online) = result { unregister(session, userID: claims.userID) }
+            return
+        }
+        switch result {
+        case .success(.online(let snapshot)):
+            session.state = .authenticated(claims)
+            sessionsByUser[claims.userID, default: []].insert(session.connection.id)
+            session.send(.welcome(id: requestID, userID: claims.userID, sessionID: claims.sessionID,
+                                  connectionID: session.recordID, protocolVersion: Self.protocolVersion))
+            presence.observe(snapshot)
+            let backlog = session.backlog
+            session.backlog.removeAll()
+            for message in backlog { handle(session, message) }
+        case .success(.userDeleted):
+            session.fail(requestID, .userDeleted, "this user was deleted")
+            session.close(.userDeleted, "user deleted")
+        case .success(.sessionEnded):
+            session.fail(requestID, .tokenInvalid, "this session has ended")
+            session.close(.sessionEnded, "session ended")
+        case .failure(let error):
+            logger.error("could not register connection", metadata: ["error": "\(error)"])
+            session.fail(requestID, .unavailable, "database unavailable, reconnect later")
+            session.close(.tryAgainLater, "database unavailable")
+        }
+    }
+
+    private func unregister(_ session: ChatSession, userID: String) {
+        pendingPresenceJobs += 1
+        let recordID = session.recordID
+        let at = Date()
+        database.submit("presence_disconnect", { c in
+            try PresenceStore.disconnect(connectionID: recordID, userID: userID, at: at, on: c)
+        }) { [post, logger] result in
+            post { [self] in
+                pendingPresenceJobs -= 1
+                switch result {
+                case .success(let snapshot): if let snapshot { presence.observe(snapshot) }
+                case .failure(let error):
+                    // The record stays; the instance sweep (or this instance's next start) cleans it up.
+                    logger.error("could not remove connection record", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func refresh(_ session: ChatSession, _ claims: SessionClaims, token: String, requestID: String?) {
+        let outcome = authenticator.verify(token) { [weak self, weak session] in
+            guard let self, let session, case .authenticated(let c) = session.state else { return }
+            self.refresh(session, c, token: token, requestID: requestID)
+        }
+        switch outcome {
+        case .pending: break
+        case .refused(let rejection):
+            session.fail(requestID, rejection == .expired ? .tokenExpired : .tokenInvalid, "token refused: \(rejection.reason)")
+        case .verified(let fresh):
+            guard fresh.userID == claims.userID else {
+                session.fail(requestID, .wrongUser, "the token is for another user")
+                return
+            }
+            session.state = .authenticated(fresh)
+            session.send(.ok(id: requestID, data: ["expiresAt": .string(JSONValue.iso8601(fresh.expiresAt))]))
+        }
+    }
+
+    private func heartbeat(_ now: Date) {
+        let (instanceID, host, timeout) = (self.instanceID, hostName, TimeInterval(settings.instanceTimeoutSeconds))
+        database.submit("presence_heartbeat", { c -> Bool in
+            let swept = try PresenceStore.heartbeat(instanceID: instanceID, host: host, now: now, on: c)
+            try PresenceStore.sweepDeadInstances(except: instanceID, now: now, timeout: timeout, on: c)
+            return swept
+        }) { [post, logger] result in
+            post { [self] in
+                if case .success(true) = result, !sessions.isEmpty {
+                    // Another instance swept this one while the database was out of reach: re-register.
+                    logger.warning("instance record was swept; re-registering connections")
+                    for session in sessions.values { if case .authenticated(let c) = session.state { register(session, c, requestID: nil) } }
+                }
+            }
+        }
+    }
+
+    // MARK: events from Clerk and other instances
+
+    func observe(_ snapshot: PresenceSnapshot) { presence.observe(snapshot) }
+
+    func userDeleted(clerkID: String) {
+        for id in sessionsByUser[clerkID] ?? [] { sessions[id]?.close(.userDeleted, "user deleted") }
+        for session in sessions.values where session.claims?.userID == clerkID { session.close(.userDeleted, "user deleted") }
+    }
+
+    func sessionEnded(sessionID: String) {
+        for session in sessions.values where session.claims?.sessionID == sessionID {
+            session.close(.sessionEnded, "session ended")
+        }
+    }
+
+    /// Closes every socket with the "reconnect" code, waits for their presence updates, removes this
+    /// instance's record, then calls `done`.
+    func drain(done: @escaping () -> Void) {
+        draining = done
+        for session in sessions.values { session.close(.serviceRestart, "server restarting: reconnect") }
+    }
 }

@@ -1,3 +1,4 @@
+import ChatDomain
 import ClerkAuth
 import Dispatch
 import Foundation
@@ -41,8 +42,15 @@ public final class ChatServerApp {
         var options = LwsServer.Options(host: config.host, port: config.port)
         options.tlsCertificatePath = config.tlsCertificatePath
         options.tlsKeyPath = config.tlsKeyPath
-        channel = ChatChannel(logger: logger)
+        let settings = config.channel
+        options.pingIntervalSeconds = settings.pingIntervalSeconds
+        options.hangupSeconds = settings.pingTimeoutSeconds
+        options.maxInboundMessageBytes = settings.maxMessageBytes
+        options.maxOutboundBytes = settings.maxOutboundBytes
+        options.slowConsumerCloseCode = CloseCode(rawValue: ChannelCloseCode.slowConsumer.rawValue)
         var postToService: (@escaping () -> Void) -> Void = { _ in }
+        channel = ChatChannel(settings: settings, database: database, instanceID: instanceID, logger: logger,
+                              post: { postToService($0) })
         let webhook = WebhookRoute(verifier: config.webhookVerifier, maxBodyBytes: config.webhookMaxBodyBytes,
                                    database: database, monitor: monitor, metrics: metrics, logger: logger, post: { postToService($0) })
         webhook.listener = channel
@@ -53,6 +61,8 @@ public final class ChatServerApp {
 
         for warning in config.warnings { logger.warning("\(warning)") }
         monitor.start()
+        channel.start()
+        startChangeFeeds(post: postToService)
         installSignalHandlers()
         lifecycle = .serving(port: server.port)
         banner(port: server.port)
@@ -60,9 +70,39 @@ public final class ChatServerApp {
 
         lifecycle = .stopped
         monitor.stop()
+        feeds.forEach { $0.stop() }
         database.shutdown(timeout: TimeInterval(config.shutdownGraceSeconds))
         logger.info("stopped")
         return 0
+    }
+
+    /// This process's id in `instances` and on its connection records.
+    let instanceID = "\(ProcessInfo.processInfo.hostName.prefix(32))-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
+    private var feeds: [ChangeFeed] = []
+
+    /// Other instances' writes reach this one through change streams: presence changes and
+    /// deletions on `users`, ended sessions on `revoked_sessions`.
+    private func startChangeFeeds(post: @escaping (@escaping () -> Void) -> Void) {
+        let channel = self.channel!
+        let users = ChangeFeed(database: database, collection: UserStore.users, pipeline: [
+            ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
+        ], logger: logger) { change in
+            guard let doc = change["fullDocument"]?.documentValue, let id = doc["clerkId"]?.stringValue else { return }
+            let snapshot = PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue)
+            let deleted = doc["deleted"]?.boolValue ?? false
+            post {
+                channel.observe(snapshot)
+                if deleted { channel.userDeleted(clerkID: id) }
+            }
+        }
+        let sessions = ChangeFeed(database: database, collection: PresenceStore.revokedSessions, pipeline: [
+            ["$match": ["operationType": .string("insert")]],
+        ], logger: logger) { change in
+            guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
+            post { channel.sessionEnded(sessionID: id) }
+        }
+        feeds = [users, sessions]
+        feeds.forEach { $0.start() }
     }
 
     private func banner(port: Int) {

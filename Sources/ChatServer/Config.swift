@@ -33,6 +33,7 @@ public struct Config {
     public var databaseQueueLimit: Int
     public var shutdownGraceSeconds: Int
     public var logLevel: Logger.Level
+    public var channel: ChannelSettings
     /// Lines to log at start-up (development: missing secrets).
     public var warnings: [String] = []
 
@@ -99,6 +100,7 @@ public struct Config {
             throw ConfigError(variable: "LOG_LEVEL", problem: "'\(level)' is not one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
+        channel = try ChannelSettings(v, environment: environment, clientURL: clientURL, warnings: &warnings)
     }
 
     static func integer(_ v: [String: String], _ name: String, default value: Int, range: ClosedRange<Int>,

@@ -67,10 +67,23 @@ final class WebhookRoute {
         case .ignored(let type):
             logger.info("webhook ignored", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
             finish(responder, type: type, outcome: .ignored)
-        case .sessionEnded(let type, let sessionID, _):
-            logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
-            listener?.sessionEnded(sessionID: sessionID)
-            finish(responder, type: type, outcome: .applied)
+        case .sessionEnded(let type, let sessionID, let userID):
+            // Recorded so that every instance closes the session's sockets (change stream) and its
+            // tokens cannot connect again; 2xx only once that is stored.
+            database.submit("session_revoke", { c in try PresenceStore.revokeSession(sessionID, userID: userID, now: Date(), on: c) }) { [self] result in
+                post { [self] in
+                    switch result {
+                    case .success:
+                        logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
+                        listener?.sessionEnded(sessionID: sessionID)
+                        finish(responder, type: type, outcome: .applied)
+                    case .failure(let error):
+                        logger.error("session end not recorded", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
+                        metrics.webhookDelivery(type: type, outcome: "unavailable")
+                        responder.respond(.json(503, ["error": "database unavailable, retry later"]))
+                    }
+                }
+            }
         case .userUpserted, .userDeleted:
             // Known down: answer at once so that Svix retries, instead of waiting out server selection.
             if case .unavailable = monitor.state {

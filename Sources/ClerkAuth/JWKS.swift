@@ -5,7 +5,7 @@ public struct JWKS {
     /// RSA signing keys by `kid`. Keys of other types or uses, or without a kid, are skipped;
     /// a set with no usable key is an error, since no token could ever verify.
     public static func parse(_ json: [UInt8]) throws -> [String: RSAPublicKey] {
-        guard case .object(let document)? = try? JSONDecoder().decode(JSONValue.self, from: Data(json)),
+        guard case .object(let document)? = try? JSONDecoder().decode(ClaimValue.self, from: Data(json)),
               case .array(let entries)? = document["keys"] else {
             throw KeyError("the JWKS is not a JSON object with a 'keys' array")
         }

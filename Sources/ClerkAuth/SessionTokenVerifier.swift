@@ -46,7 +46,7 @@ public struct SessionTokenVerifier: Sendable {
         return header["kid"]?.string
     }
 
-    private func claims(_ payload: [String: JSONValue], now: TimeInterval) throws(TokenRejection) -> SessionClaims {
+    private func claims(_ payload: [String: ClaimValue], now: TimeInterval) throws(TokenRejection) -> SessionClaims {
         guard let expiry = payload["exp"]?.number else { throw .malformed }
         let notBefore = try Self.optionalNumber(payload["nbf"])
         let issuedAt = try Self.optionalNumber(payload["iat"])
@@ -86,18 +86,18 @@ public struct SessionTokenVerifier: Sendable {
         return (parts[0], parts[1], parts[2], token[parts[0].startIndex..<parts[1].endIndex])
     }
 
-    private static func object(_ segment: Substring) -> [String: JSONValue]? {
+    private static func object(_ segment: Substring) -> [String: ClaimValue]? {
         guard let bytes = Base64.decode(segment, alphabet: .url, padding: .forbidden) else { return nil }
-        return try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
+        return try? JSONDecoder().decode([String: ClaimValue].self, from: Data(bytes))
     }
 
-    private static func optionalNumber(_ value: JSONValue?) throws(TokenRejection) -> Double? {
+    private static func optionalNumber(_ value: ClaimValue?) throws(TokenRejection) -> Double? {
         guard let value, value != .null else { return nil }
         guard let number = value.number else { throw .malformed }
         return number
     }
 
-    private static func optionalString(_ value: JSONValue?) throws(TokenRejection) -> String? {
+    private static func optionalString(_ value: ClaimValue?) throws(TokenRejection) -> String? {
         guard let value, value != .null else { return nil }
         guard let string = value.string else { throw .malformed }
         return string

@@ -8,18 +8,24 @@ public enum PresenceStore {
     public static let connections = "connections"
     public static let instances = "instances"
 
+    public static let revokedSessions = "revoked_sessions"
+
     public enum ConnectOutcome: Equatable, Sendable {
-        case online
+        case online(PresenceSnapshot)
         case userDeleted
+        case sessionEnded
     }
 
     // MARK: instances
 
-    public static func heartbeat(instanceID: String, host: String, now: Date, on c: MongoConnection) throws {
+    /// Returns true when the record had to be created again: another instance swept this one (its
+    /// heartbeats could not reach the database for too long), so its connections must be re-registered.
+    @discardableResult
+    public static func heartbeat(instanceID: String, host: String, now: Date, on c: MongoConnection) throws -> Bool {
         try c.collection(instances).updateOne(["_id": .string(instanceID)], [
             "$set": ["heartbeatAt": .date(now)],
             "$setOnInsert": ["startedAt": .date(now), "host": .string(host)],
-        ], upsert: true)
+        ], upsert: true).upserted
     }
 
     /// Marks offline the users of every instance whose heartbeat stopped `timeout` ago, with `lastSeen`
@@ -62,10 +68,15 @@ public enum PresenceStore {
            user["deleted"]?.boolValue == true {
             return .userDeleted
         }
-        try c.collection(connections).insertOne([
-            "_id": .string(connectionID), "userId": .string(userID), "instanceId": .string(instanceID),
+        if let sessionID {
+            let revoked = try c.collection(revokedSessions).findOne(["_id": .string(sessionID)])
+            if revoked != nil { return .sessionEnded }
+        }
+        // An upsert, so that re-registering after a sweep is the same operation.
+        try c.collection(connections).updateOne(["_id": .string(connectionID)], ["$setOnInsert": [
+            "userId": .string(userID), "instanceId": .string(instanceID),
             "sessionId": .string(sessionID), "connectedAt": .date(now),
-        ])
+        ]], upsert: true)
         let update: BSONDocument = [
             "$set": ["isOnline": .bool(true)],
             "$setOnInsert": .document(UserStore.profileFields(UserProfile(clerkID: userID))
@@ -74,17 +85,27 @@ public enum PresenceStore {
         ]
         do {
             try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
-        } catch .duplicateKey {
+        } catch {
             // Two first connections raced to create the user: the other one created it.
+            guard case .duplicateKey = error else { throw error }
             try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
         }
-        return .online
+        return .online(try snapshots(of: [userID], on: c).first ?? PresenceSnapshot(userID: userID, isOnline: true, lastSeen: now))
     }
 
     /// Removes the connection record; the user goes offline, with `lastSeen` = `at`, when it was the last.
-    public static func disconnect(connectionID: String, userID: String, at: Date, on c: MongoConnection) throws {
+    public static func disconnect(connectionID: String, userID: String, at: Date, on c: MongoConnection) throws -> PresenceSnapshot? {
         try c.collection(connections).deleteOne(["_id": .string(connectionID)])
         try reconcile(userID: userID, lastSeen: at, excludingInstance: nil, on: c)
+        return try snapshots(of: [userID], on: c).first
+    }
+
+    /// Records that a Clerk session ended, so that every instance closes its sockets (through the
+    /// change stream) and a token of that session cannot connect again.
+    public static func revokeSession(_ sessionID: String, userID: String?, now: Date, on c: MongoConnection) throws {
+        try c.collection(revokedSessions).updateOne(["_id": .string(sessionID)], ["$setOnInsert": [
+            "userId": .string(userID), "at": .date(now), "expireAt": .date(now.addingTimeInterval(2 * 24 * 3600)),
+        ]], upsert: true)
     }
 
     /// Sets `isOnline` from the connection records. The recount after going offline repairs a race with

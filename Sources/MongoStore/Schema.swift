@@ -12,6 +12,9 @@ public enum Schema {
             ["key": .document(["instanceId": .int32(1)]), "name": .string("instanceId")],
             ["key": .document(["sessionId": .int32(1)]), "name": .string("sessionId")],
         ])
+        try connection.collection(PresenceStore.revokedSessions).createIndexes([
+            ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
+        ])
         try connection.collection(PresenceStore.instances).createIndexes([
             ["key": .document(["heartbeatAt": .int32(1)]), "name": .string("heartbeatAt")],
         ])

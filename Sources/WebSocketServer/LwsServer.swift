@@ -14,7 +14,7 @@ public protocol WebSocketService: AnyObject {
     func opened(_ connection: WebSocketConnection)
     func received(_ connection: WebSocketConnection, message: [UInt8])
     func closed(_ connection: WebSocketConnection)
-    /// Called about once a second for timeouts and housekeeping.
+    /// Called every `tickMicroseconds` (default 200 ms) for timeouts and housekeeping.
     func tick()
 }
 
@@ -40,6 +40,10 @@ public final class LwsServer {
         public var hangupSeconds: Int = 20
         public var maxInboundMessageBytes: Int = 64 * 1024
         public var maxOutboundBytes: Int = 1 << 20
+        /// The close code for a connection whose outbound queue overflowed.
+        public var slowConsumerCloseCode = CloseCode.policyViolation
+        /// How often `WebSocketService.tick()` runs.
+        public var tickMicroseconds: Int64 = 200_000
 
         public init(host: String?, port: Int) {
             self.host = host
@@ -143,7 +147,7 @@ public final class LwsServer {
 
     private func scheduleTick() {
         guard let handle else { return }
-        chat_lws_schedule(handle, 1_000_000, { arg in
+        chat_lws_schedule(handle, options.tickMicroseconds, { arg in
             let server = Unmanaged<LwsServer>.fromOpaque(arg!).takeUnretainedValue()
             server.webSocket?.tick()
             server.scheduleTick()

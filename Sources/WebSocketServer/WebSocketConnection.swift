@@ -31,6 +31,8 @@ public final class WebSocketConnection {
     }
 
     public let id: UInt64
+    /// Bytes queued and not yet written.
+    public var pendingBytes: Int { queuedBytes }
     public let request: UpgradeRequest
     /// Application state for this connection (the chat session).
     public var context: AnyObject?
@@ -57,7 +59,7 @@ public final class WebSocketConnection {
         guard state == .open else { return false }
         if queuedBytes + frame.count > server.options.maxOutboundBytes {
             server.metrics.slowConsumerClosed()
-            close(.policyViolation, reason: "slow consumer: outbound queue full")
+            close(server.options.slowConsumerCloseCode, reason: "slow consumer: outbound queue full")
             return false
         }
         outbound.append(frame)

@@ -4,7 +4,6 @@ import Testing
 
 /// Two key pairs generated once: RSA-2048 generation is too slow to repeat per test.
 struct KeyFixture: Sendable {
-    let directory: URL
     let keys: DevelopmentKeys
     let other: DevelopmentKeys
     let publicKey: RSAPublicKey
@@ -13,12 +12,17 @@ struct KeyFixture: Sendable {
     static func get() throws -> KeyFixture { try shared.get() }
 
     private init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("clerk-auth-tests-\(UUID().uuidString)")
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
         try DevelopmentKeys.generate().write(to: directory)
         keys = try DevelopmentKeys.load(from: directory)
         other = try DevelopmentKeys.generate()
         publicKey = try keys.publicKey()
     }
+}
+
+func temporaryDirectory() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("clerk-auth-tests-\(UUID().uuidString)")
 }
 
 let origin = "http://localhost:5173"
@@ -52,17 +56,21 @@ func base64url(_ text: String) -> String { Base64.encode(Array(text.utf8), alpha
     // MARK: Keys on disk
 
     @Test func keyPairIsWrittenAsPKCS8AndSPKIWithAPrivateMode() throws {
-        #expect(fixture.keys.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----"))
-        #expect(fixture.keys.publicKeyPEM.hasPrefix("-----BEGIN PUBLIC KEY-----"))
-        let path = fixture.directory.appendingPathComponent(DevelopmentKeys.privateKeyFile).path
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let created = try DevelopmentKeys.loadOrCreate(in: directory)
+        #expect(created.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        #expect(created.publicKeyPEM.hasPrefix("-----BEGIN PUBLIC KEY-----\n"))
+        let path = directory.appendingPathComponent(DevelopmentKeys.privateKeyFile).path
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber
         #expect(mode?.intValue == 0o600)
-        let again = try DevelopmentKeys.loadOrCreate(in: fixture.directory)
-        #expect(again.privateKeyPEM == fixture.keys.privateKeyPEM && again.publicKeyPEM == fixture.keys.publicKeyPEM)
+        let again = try DevelopmentKeys.loadOrCreate(in: directory)
+        #expect(again.privateKeyPEM == created.privateKeyPEM && again.publicKeyPEM == created.publicKeyPEM)
     }
 
     @Test func rewritingTightensAnExistingPrivateKeyFile() throws {
-        let directory = fixture.directory.appendingPathComponent("rewrite")
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
         try fixture.keys.write(to: directory)
         let path = directory.appendingPathComponent(DevelopmentKeys.privateKeyFile).path
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)

@@ -23,6 +23,7 @@ public enum ChannelCloseCode: UInt16, Sendable, CaseIterable {
     case messageTooBig = 1009                 // inbound message over the size limit
     case internalError = 1011
     case serviceRestart = 1012                // server shutting down: reconnect (to another instance)
+    case tryAgainLater = 1013                 // the database is unavailable: reconnect after a backoff
     case authenticationTimeout = 4001         // no valid auth message in time
     case tokenInvalid = 4003                  // the token was refused: do not retry with it
     case tokenExpired = 4004                  // the token expired: get a new one and reconnect

@@ -2,7 +2,7 @@ import Foundation
 
 /// Frames the server sends. Each is encoded once (`encoded()`) and the same bytes go to every recipient.
 public enum ServerFrame: Sendable {
-    case welcome(userID: String, sessionID: String?, connectionID: String, protocolVersion: String)
+    case welcome(id: String?, userID: String, sessionID: String?, connectionID: String, protocolVersion: String)
     case ok(id: String?, data: [String: JSONValue])
     case error(id: String?, code: ErrorCode, message: String)
     case presence(PresenceSnapshot)
@@ -10,9 +10,10 @@ public enum ServerFrame: Sendable {
     public func encoded() -> [UInt8] {
         var object: [String: JSONValue]
         switch self {
-        case .welcome(let user, let session, let connection, let version):
+        case .welcome(let id, let user, let session, let connection, let version):
             object = ["type": "welcome", "userId": .string(user), "sessionId": session.map(JSONValue.string) ?? .null,
                       "connectionId": .string(connection), "protocol": .string(version)]
+            if let id { object["id"] = .string(id) }
         case .ok(let id, let data):
             object = ["type": "ok", "data": .object(data)]
             if let id { object["id"] = .string(id) }

@@ -1,0 +1,78 @@
+import ClerkAuth
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+
+/// Verifies Clerk session tokens with the configured keys (service thread). With a JWKS source the
+/// keys are fetched off the service thread, cached, and fetched again when a token names an unknown
+/// `kid` (at most every 30 s); tokens waiting for that fetch are verified when it lands.
+final class SessionAuthenticator {
+    enum Outcome {
+        case verified(SessionClaims)
+        case refused(TokenRejection)
+        /// Keys are being fetched; `verify` will be called again through the waiter.
+        case pending
+    }
+
+    private let settings: ChannelSettings
+    private let logger: Logger
+    private let post: (@escaping () -> Void) -> Void
+    private var verifier: SessionTokenVerifier?
+    private var fetching = false
+    private var lastFetch = Date.distantPast
+    private var waiters: [() -> Void] = []
+
+    init(settings: ChannelSettings, logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
+        self.settings = settings
+        self.logger = logger
+        self.post = post
+        if case .pem(let key) = settings.keySource {
+            verifier = SessionTokenVerifier(keys: [nil: key], authorizedParties: settings.authorizedParties, issuer: settings.issuer)
+        }
+    }
+
+    func start() {
+        if case .jwks = settings.keySource { fetchKeys() }
+    }
+
+    func verify(_ token: String, whenKeysArrive retry: @escaping () -> Void) -> Outcome {
+        guard case .jwks = settings.keySource else {
+            guard let verifier else { return .refused(.unknownKey) }
+            do { return .verified(try verifier.verify(token)) } catch { return .refused(error) }
+        }
+        if let verifier {
+            do { return .verified(try verifier.verify(token)) } catch .unknownKey {
+                guard Date().timeIntervalSince(lastFetch) > 30 || fetching else { return .refused(.unknownKey) }
+            } catch { return .refused(error) }
+        }
+        waiters.append(retry)
+        fetchKeys()
+        return .pending
+    }
+
+    private func fetchKeys() {
+        guard case .jwks(let url) = settings.keySource, !fetching else { return }
+        fetching = true
+        lastFetch = Date()
+        let settings = self.settings
+        let logger = self.logger
+        URLSession.shared.dataTask(with: url) { [weak self] data, response, error in
+            var keys: [String: RSAPublicKey]?
+            if let data, (response as? HTTPURLResponse)?.statusCode == 200 { keys = try? JWKS.parse(Array(data)) }
+            if keys == nil { logger.error("JWKS fetch failed", metadata: ["url": "\(url)", "error": "\(error.map { "\($0)" } ?? "bad answer")"]) }
+            self?.post { [weak self] in
+                guard let self else { return }
+                self.fetching = false
+                if let keys, !keys.isEmpty {
+                    let byID = Dictionary(uniqueKeysWithValues: keys.map { (Optional($0.key), $0.value) })
+                    self.verifier = SessionTokenVerifier(keys: byID, authorizedParties: settings.authorizedParties, issuer: settings.issuer)
+                }
+                let waiting = self.waiters
+                self.waiters.removeAll()
+                for retry in waiting { retry() }
+            }
+        }.resume()
+    }
+}
