@@ -66,8 +66,8 @@ class Mongo:
 class Server:
     """A chat-server process on a kernel-chosen port."""
 
-    def __init__(self, mongo_uri, env=None):
-        self.db_name = "py_" + uuid.uuid4().hex[:12]
+    def __init__(self, mongo_uri, env=None, db_name=None):
+        self.db_name = db_name or "py_" + uuid.uuid4().hex[:12]
         self.mongo_uri = f"{mongo_uri}/{self.db_name}"
         full = {k: v for k, v in os.environ.items() if not k.startswith("CLERK_") and k != "MONGODB_URI"}
         full.update({"NODE_ENV": "test", "PORT": "0", "HOST": "127.0.0.1", "MONGODB_URI": self.mongo_uri,

@@ -22,6 +22,8 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     private var sessionsByUser: [String: Set<UInt64>] = [:]
     private var pendingPresenceJobs = 0
     private var nextHeartbeat = Date.distantPast
+    /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
+    private var instanceRecorded = false
     private var draining: (() -> Void)?
     private let hostName = ProcessInfo.processInfo.hostName
 
@@ -238,6 +240,15 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         }
     }
 
+    /// Writes the connection record again (after a sweep) without touching the session's state.
+    private func reregister(_ session: ChatSession, _ claims: SessionClaims) {
+        let (recordID, instanceID) = (session.recordID, self.instanceID)
+        database.submit("presence_connect", { c in
+            try PresenceStore.connect(connectionID: recordID, userID: claims.userID, sessionID: claims.sessionID,
+                                      instanceID: instanceID, now: Date(), on: c)
+        }) { _ in }
+    }
+
     private func registered(_ session: ChatSession, _ claims: SessionClaims, requestID: String?,
                             result: Result<PresenceStore.ConnectOutcome, Error>) {
         if session.isClosed {
@@ -314,11 +325,13 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             return swept
         }) { [post, logger] result in
             post { [self] in
-                if case .success(true) = result, !sessions.isEmpty {
+                guard case .success(let recreated) = result else { return }
+                if recreated && instanceRecorded {
                     // Another instance swept this one while the database was out of reach: re-register.
                     logger.warning("instance record was swept; re-registering connections")
-                    for session in sessions.values { if case .authenticated(let c) = session.state { register(session, c, requestID: nil) } }
+                    for session in sessions.values { if case .authenticated(let c) = session.state { reregister(session, c) } }
                 }
+                instanceRecorded = true
             }
         }
     }

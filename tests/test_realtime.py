@@ -1,0 +1,398 @@
+"""The WebSocket channel and presence, driven by the `websockets` library with tokens minted by PyJWT,
+checked in MongoDB with pymongo. Several server processes share one database where the test needs it."""
+import asyncio
+import base64
+import datetime
+import json
+import os
+import signal
+import socket
+import struct
+import time
+import uuid
+
+import jwt
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from conftest import Server, fixture_bytes
+from jwt_keys import Issuer
+from test_webhooks import post, signed_headers
+
+ISSUER = Issuer()
+
+
+def url(server):
+    return f"ws://127.0.0.1:{server.port}/ws"
+
+
+def user_id():
+    return "user_" + uuid.uuid4().hex[:20]
+
+
+async def connect(server, token, **kwargs):
+    ws = await websockets.connect(url(server), subprotocols=["chat.v1"], **kwargs)
+    await ws.send(json.dumps({"type": "auth", "id": "a1", "token": token}))
+    return ws, json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def close_code(ws, timeout=10):
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def wait_for(predicate, timeout=10, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def online(server, uid):
+    doc = server.db.users.find_one({"clerkId": uid})
+    return doc and doc.get("isOnline")
+
+
+@pytest.fixture
+def rt(mongo_uri):
+    s = Server(mongo_uri, env=ISSUER.env())
+    yield s
+    s.stop()
+
+
+def test_valid_token_connects_and_the_user_is_online(rt):
+    uid = user_id()
+
+    async def run():
+        ws, welcome = await connect(rt, ISSUER.token(uid, sid="sess_1"))
+        assert welcome["type"] == "welcome" and welcome["userId"] == uid and welcome["sessionId"] == "sess_1"
+        assert welcome["id"] == "a1" and welcome["protocol"] == "chat.v1"
+        assert ws.subprotocol == "chat.v1"
+        assert wait_for(lambda: online(rt, uid))
+        user = rt.db.users.find_one({"clerkId": uid})
+        assert user["isOnline"] is True and user["email"] is None   # minimal record before the webhook
+        await ws.close()
+    asyncio.run(run())
+
+
+def test_authorization_header_and_no_subprotocol(rt):
+    uid = user_id()
+
+    async def run():
+        async with websockets.connect(url(rt), additional_headers={"Authorization": "Bearer " + ISSUER.token(uid)}) as ws:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["type"] == "welcome" and welcome["userId"] == uid
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("case,code", [
+    ("expired", 4004), ("not_yet_valid", 4003), ("wrong_key", 4003), ("alg_none", 4003),
+    ("hs256_with_public_key", 4003), ("wrong_azp", 4003), ("garbage", 4003), ("no_sub", 4003),
+])
+def test_refused_tokens_close_with_the_documented_code_and_change_nothing(rt, case, code):
+    uid = user_id()
+    other = Issuer()
+    tokens = {
+        "expired": lambda: ISSUER.token(uid, ttl=-30, nbf_offset=-100, iat_offset=-90),
+        "not_yet_valid": lambda: ISSUER.token(uid, nbf_offset=60),
+        "wrong_key": lambda: other.token(uid),
+        "alg_none": lambda: jwt.encode({"sub": uid, "exp": int(time.time()) + 60}, None, algorithm="none"),
+        "hs256_with_public_key": lambda: hs256(uid, ISSUER.public_pem.encode()),
+        "wrong_azp": lambda: ISSUER.token(uid, azp="https://evil.example"),
+        "garbage": lambda: "not.a.jwt",
+        "no_sub": lambda: ISSUER.token("", ttl=60),
+    }
+
+    async def run():
+        ws = await websockets.connect(url(rt), subprotocols=["chat.v1"])
+        await ws.send(json.dumps({"type": "auth", "id": "x", "token": tokens[case]()}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["type"] == "error" and frame["code"] in ("token_invalid", "token_expired"), frame
+        assert await close_code(ws) == code
+    asyncio.run(run())
+    time.sleep(0.3)
+    assert rt.db.users.count_documents({"clerkId": uid}) == 0
+    assert rt.db.connections.count_documents({"userId": uid}) == 0
+
+
+def hs256(sub, secret):
+    # PyJWT refuses a PEM as an HMAC key, so sign by hand: the classic key-confusion attack.
+    import hashlib
+    import hmac
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": sub, "iat": now, "nbf": now - 10, "exp": now + 60}).encode())
+    sig = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+    return (head + b"." + body + b"." + sig).decode()
+
+
+def test_allowed_azp_passes(rt):
+    async def run():
+        ws, welcome = await connect(rt, ISSUER.token(user_id(), azp="http://localhost:5173"))
+        assert welcome["type"] == "welcome"
+        await ws.close()
+    asyncio.run(run())
+
+
+def test_three_connections_offline_only_after_the_last(rt):
+    uid = user_id()
+
+    async def run():
+        sockets = [(await connect(rt, ISSUER.token(uid)))[0] for _ in range(3)]
+        assert wait_for(lambda: online(rt, uid))
+        for ws in sockets[:2]:
+            await ws.close()
+            await asyncio.sleep(0.5)
+            assert online(rt, uid), "closing one of three tabs must leave the user online"
+        before = datetime.datetime.utcnow()
+        await sockets[2].close()
+        assert wait_for(lambda: not online(rt, uid))
+        user = rt.db.users.find_one({"clerkId": uid})
+        assert abs((user["lastSeen"] - before).total_seconds()) < 5
+        assert rt.db.connections.count_documents({"userId": uid}) == 0
+    asyncio.run(run())
+
+
+def test_presence_subscription_sees_changes(rt):
+    watcher, target = user_id(), user_id()
+
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(watcher))
+        await ws.send(json.dumps({"type": "presence.subscribe", "id": "s", "userIds": [target]}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["type"] == "ok" and reply["id"] == "s"
+        assert reply["data"]["users"] == [{"userId": target, "isOnline": False, "lastSeen": None}]
+        other, _ = await connect(rt, ISSUER.token(target))
+        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert event == {"type": "presence", "userId": target, "isOnline": True, "lastSeen": event["lastSeen"]}
+        await other.close()
+        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert event["type"] == "presence" and event["isOnline"] is False and event["lastSeen"]
+        await ws.close()
+    asyncio.run(run())
+
+
+def raw_ws_client(port, token):
+    """A client that completes the handshake, authenticates, then never reads again: its network is 'gone'."""
+    s = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.recv(4096)
+    payload = json.dumps({"type": "auth", "token": token}).encode()
+    mask = os.urandom(4)
+    header = bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(payload)) if len(payload) > 125 else bytes([0x81, 0x80 | len(payload)])
+    s.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return s
+
+
+def test_client_that_stops_answering_pings_goes_offline(mongo_uri):
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_PING_INTERVAL_SECONDS": "1", "WS_PING_TIMEOUT_SECONDS": "3"})
+    try:
+        uid = user_id()
+        s = raw_ws_client(server.port, ISSUER.token(uid))
+        assert wait_for(lambda: online(server, uid))
+        started = time.time()
+        assert wait_for(lambda: not online(server, uid), timeout=15)
+        assert time.time() - started < 10
+        s.close()
+    finally:
+        server.stop()
+
+
+def test_two_instances_count_presence_as_one(mongo_uri):
+    a = Server(mongo_uri, env=ISSUER.env())
+    b = Server(mongo_uri, env=ISSUER.env(), db_name=a.db_name)
+    try:
+        uid = user_id()
+
+        async def run():
+            on_a, _ = await connect(a, ISSUER.token(uid))
+            on_b, _ = await connect(b, ISSUER.token(uid))
+            assert wait_for(lambda: online(a, uid))
+            assert a.db.connections.count_documents({"userId": uid}) == 2
+            assert len(set(d["instanceId"] for d in a.db.connections.find({"userId": uid}))) == 2
+            await on_a.close()
+            await asyncio.sleep(1)
+            assert online(a, uid), "still connected on the other instance"
+            await on_b.close()
+            assert wait_for(lambda: not online(a, uid))
+        asyncio.run(run())
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_kill_9_of_an_instance_marks_its_users_offline(mongo_uri):
+    env = {**ISSUER.env(), "PRESENCE_INSTANCE_TIMEOUT_SECONDS": "4", "PRESENCE_HEARTBEAT_SECONDS": "1"}
+    a = Server(mongo_uri, env=env)
+    b = Server(mongo_uri, env=env, db_name=a.db_name)
+    try:
+        uid, watcher = user_id(), user_id()
+
+        async def run():
+            ws_b, _ = await connect(b, ISSUER.token(watcher))
+            await ws_b.send(json.dumps({"type": "presence.subscribe", "id": "s", "userIds": [uid]}))
+            await asyncio.wait_for(ws_b.recv(), 10)
+            ws_a, _ = await connect(a, ISSUER.token(uid))
+            assert wait_for(lambda: online(a, uid))
+            event = json.loads(await asyncio.wait_for(ws_b.recv(), 10))   # seen across instances
+            assert event["userId"] == uid and event["isOnline"] is True
+            a.proc.send_signal(signal.SIGKILL)
+            killed = datetime.datetime.utcnow()
+            a.proc.wait()
+            assert wait_for(lambda: not online(b, uid), timeout=20)
+            user = b.db.users.find_one({"clerkId": uid})
+            assert abs((user["lastSeen"] - killed).total_seconds()) < 3, "lastSeen near the dead instance's last heartbeat"
+            assert b.db.connections.count_documents({"userId": uid}) == 0
+            event = json.loads(await asyncio.wait_for(ws_b.recv(), 15))
+            assert event["userId"] == uid and event["isOnline"] is False
+            await ws_b.close()
+        asyncio.run(run())
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_user_deleted_webhook_closes_that_users_sockets_on_every_instance(mongo_uri):
+    a = Server(mongo_uri, env=ISSUER.env())
+    b = Server(mongo_uri, env=ISSUER.env(), db_name=a.db_name)
+    uid = json.loads(fixture_bytes("user.deleted.json"))["data"]["id"]
+    try:
+        async def run():
+            on_a, _ = await connect(a, ISSUER.token(uid))
+            on_b, _ = await connect(b, ISSUER.token(uid))
+            bystander, _ = await connect(a, ISSUER.token(user_id()))
+            body = fixture_bytes("user.deleted.json")
+            assert post(a, body, signed_headers(body))[0] == 200
+            assert await close_code(on_a) == 4006
+            assert await close_code(on_b) == 4006
+            await bystander.send(json.dumps({"type": "ping", "id": "p"}))
+            assert json.loads(await asyncio.wait_for(bystander.recv(), 5))["type"] == "ok"
+            # A deleted user cannot connect again.
+            ws = await websockets.connect(url(a))
+            await ws.send(json.dumps({"type": "auth", "token": ISSUER.token(uid)}))
+            assert await close_code(ws) == 4006
+        asyncio.run(run())
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_session_ended_webhook_closes_that_sessions_sockets(rt):
+    event = json.loads(fixture_bytes("session.ended.json"))
+    uid, sid = event["data"]["user_id"], event["data"]["id"]
+
+    async def run():
+        ended, _ = await connect(rt, ISSUER.token(uid, sid=sid))
+        other_session, _ = await connect(rt, ISSUER.token(uid, sid="sess_other"))
+        body = fixture_bytes("session.ended.json")
+        assert post(rt, body, signed_headers(body))[0] == 200
+        assert await close_code(ended) == 4005
+        await other_session.send(json.dumps({"type": "ping", "id": "p"}))
+        assert json.loads(await asyncio.wait_for(other_session.recv(), 5))["type"] == "ok"
+        await other_session.close()
+    asyncio.run(run())
+
+
+def test_webhook_after_first_connection_fills_the_profile_and_keeps_presence(rt):
+    uid = json.loads(fixture_bytes("user.created.json"))["data"]["id"]
+
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(uid))
+        assert wait_for(lambda: online(rt, uid))
+        body = fixture_bytes("user.created.json")
+        assert post(rt, body, signed_headers(body))[1]["status"] == "applied"
+        user = rt.db.users.find_one({"clerkId": uid})
+        assert user["username"] == "john_doe" and user["email"] == "john@example.com"
+        assert user["isOnline"] is True
+        assert rt.db.users.count_documents({"clerkId": uid}) == 1
+        await ws.close()
+    asyncio.run(run())
+
+
+def test_sigterm_closes_sockets_with_the_reconnect_code_and_updates_presence(mongo_uri):
+    server = Server(mongo_uri, env=ISSUER.env())
+    uid = user_id()
+
+    async def run():
+        ws, _ = await connect(server, ISSUER.token(uid))
+        assert wait_for(lambda: online(server, uid))
+        server.proc.send_signal(signal.SIGTERM)
+        assert await close_code(ws) == 1012
+    asyncio.run(run())
+    assert server.proc.wait(15) == 0
+    assert not online(server, uid)
+    assert server.db.connections.count_documents({}) == 0
+    assert server.db.instances.count_documents({}) == 0
+    server.client.close()
+
+
+def test_origin_check_and_path(rt):
+    async def run():
+        with pytest.raises(Exception):
+            await websockets.connect(url(rt), origin="https://evil.example")
+        ok = await websockets.connect(url(rt), origin="http://localhost:5173")
+        await ok.close()
+        with pytest.raises(Exception):
+            await websockets.connect(f"ws://127.0.0.1:{rt.port}/other")
+    asyncio.run(run())
+
+
+def test_auth_timeout_closes_4001(mongo_uri):
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_AUTH_TIMEOUT_SECONDS": "1"})
+    try:
+        async def run():
+            ws = await websockets.connect(url(server))
+            assert await close_code(ws) == 4001
+        asyncio.run(run())
+    finally:
+        server.stop()
+
+
+def test_protocol_hygiene_errors_keep_the_connection(rt):
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(user_id()))
+        await ws.send("{nope")
+        assert json.loads(await ws.recv())["code"] == "bad_json"
+        await ws.send(json.dumps({"type": "teleport", "id": "t"}))
+        frame = json.loads(await ws.recv())
+        assert frame["code"] == "unknown_type" and frame["id"] == "t"
+        await ws.send(json.dumps({"type": "presence.subscribe", "id": "u", "userIds": "bob"}))
+        assert json.loads(await ws.recv())["code"] == "bad_request"
+        await ws.send(json.dumps({"type": "ping", "id": "p"}))
+        assert json.loads(await ws.recv())["type"] == "ok"
+        await ws.send("x" * (65 * 1024))
+        assert await close_code(ws) == 1009
+    asyncio.run(run())
+
+
+def test_rate_limit(mongo_uri):
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
+    try:
+        async def run():
+            ws, _ = await connect(server, ISSUER.token(user_id()))
+            for i in range(8):
+                await ws.send(json.dumps({"type": "ping", "id": str(i)}))
+            frames = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(8)]
+            assert any(f.get("code") == "rate_limited" for f in frames)
+            # Far beyond the burst: closed.
+            try:
+                for i in range(40):
+                    await ws.send(json.dumps({"type": "ping"}))
+            except ConnectionClosed:
+                pass
+            assert await close_code(ws) == 4008
+        asyncio.run(run())
+    finally:
+        server.stop()
