@@ -26,6 +26,10 @@ public struct ChannelSettings {
     public var rateLimitBurst: Int
     public var instanceTimeoutSeconds: Int
     public var heartbeatSeconds: Int
+    /// Largest message text (UTF-8 bytes).
+    public var maxTextBytes: Int
+    /// Largest group of sends stored in one transaction.
+    public var maxBatch: Int
 
     init(_ v: [String: String], environment: Config.Environment, clientURL: String, warnings: inout [String]) throws(ConfigError) {
         if let pem = v["CLERK_JWT_KEY"] {
@@ -65,6 +69,11 @@ public struct ChannelSettings {
         rateLimitBurst = try Config.integer(v, "WS_RATE_BURST", default: 100, range: 1...100_000, what: "messages")
         instanceTimeoutSeconds = try Config.integer(v, "PRESENCE_INSTANCE_TIMEOUT_SECONDS", default: 30, range: 3...3600, what: "seconds")
         heartbeatSeconds = try Config.integer(v, "PRESENCE_HEARTBEAT_SECONDS", default: 5, range: 1...600, what: "seconds")
+        maxTextBytes = try Config.integer(v, "CHAT_MAX_MESSAGE_BYTES", default: 8000, range: 1...(1 << 20), what: "a byte count")
+        maxBatch = try Config.integer(v, "CHAT_MAX_BATCH", default: 256, range: 1...10_000, what: "a message count")
+        guard maxTextBytes + 1024 <= maxMessageBytes else {
+            throw ConfigError(variable: "CHAT_MAX_MESSAGE_BYTES", problem: "must leave 1 KiB for the frame under WS_MAX_MESSAGE_BYTES")
+        }
         guard heartbeatSeconds * 2 <= instanceTimeoutSeconds else {
             throw ConfigError(variable: "PRESENCE_HEARTBEAT_SECONDS", problem: "must be at most half of PRESENCE_INSTANCE_TIMEOUT_SECONDS")
         }

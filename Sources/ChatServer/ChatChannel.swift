@@ -11,15 +11,17 @@ import WebSocketServer
 final class ChatChannel: WebSocketService, ClerkSessionListener {
     static let protocolVersion = "chat.v1"
 
-    private let settings: ChannelSettings
-    private let database: Database
-    private let logger: Logger
-    private let instanceID: String
-    private let post: (@escaping () -> Void) -> Void
+    let settings: ChannelSettings
+    let database: Database
+    let logger: Logger
+    let instanceID: String
+    let post: (@escaping () -> Void) -> Void
     private let authenticator: SessionAuthenticator
     private let presence = PresenceHub()
-    private var sessions: [UInt64: ChatSession] = [:]
-    private var sessionsByUser: [String: Set<UInt64>] = [:]
+    var sessions: [UInt64: ChatSession] = [:]
+    var sessionsByUser: [String: Set<UInt64>] = [:]
+    var gate = SequenceGate<ChatStore.Fanout>()
+    private(set) var batcher: MessageBatcher!
     private var pendingPresenceJobs = 0
     private var nextHeartbeat = Date.distantPast
     /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
@@ -35,6 +37,8 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         self.logger = logger
         self.post = post
         authenticator = SessionAuthenticator(settings: settings, logger: logger, post: post)
+        batcher = MessageBatcher(database: database, maxBatch: settings.maxBatch, instanceID: instanceID, logger: logger,
+                                 post: post) { [unowned self] fanout in deliver(fanout) }
     }
 
     func start() { authenticator.start() }
@@ -105,11 +109,14 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             }
         }
         presence.flush(sessions: sessions)
+        // Messages held for a predecessor that never came to this instance: deliver them anyway;
+        // clients see the gap in the sequence numbers and page history.
+        for fanout in gate.expire(now: now) { send(fanout) }
         if now >= nextHeartbeat && draining == nil {
             nextHeartbeat = now.addingTimeInterval(TimeInterval(settings.heartbeatSeconds))
             heartbeat(now)
         }
-        if let done = draining, sessions.isEmpty, pendingPresenceJobs == 0 {
+        if let done = draining, sessions.isEmpty, pendingPresenceJobs == 0, batcher.isIdle {
             draining = { }
             database.submit("presence_leave", { [instanceID] c in try PresenceStore.removeInstance(instanceID, on: c) }) { [post] _ in
                 post { done() }
@@ -171,6 +178,8 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             }
         case .auth, .ping:
             break
+        default:
+            handleChat(session, claims, frame)
         }
     }
 

@@ -101,7 +101,15 @@ public final class ChatServerApp {
             guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
             post { channel.sessionEnded(sessionID: id) }
         }
-        feeds = [users, sessions]
+        let instanceID = self.instanceID
+        let events = ChangeFeed(database: database, collection: ChatStore.events, pipeline: [
+            ["$match": ["operationType": .string("insert")]],
+        ], logger: logger) { change in
+            guard let doc = change["fullDocument"]?.documentValue, let (origin, fanout) = ChatStore.fanout(fromEvent: doc),
+                  origin != instanceID else { return }   // this instance delivered its own events already
+            post { channel.deliver(fanout) }
+        }
+        feeds = [users, sessions, events]
         feeds.forEach { $0.start() }
     }
 

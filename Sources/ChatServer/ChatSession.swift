@@ -25,6 +25,8 @@ final class ChatSession {
     /// Frames that arrived while registering, handled once registered (bounded).
     var backlog: [[UInt8]] = []
     var presenceSubscriptions: Set<String> = []
+    /// When this connection last sent a typing signal, per conversation (rate limit).
+    var lastTyping: [String: Date] = [:]
 
     init(connection: WebSocketConnection, recordID: String, authDeadline: Date, limiter: RateLimiter) {
         self.connection = connection

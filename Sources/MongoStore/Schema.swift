@@ -15,6 +15,21 @@ public enum Schema {
         try connection.collection(PresenceStore.revokedSessions).createIndexes([
             ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
         ])
+        try connection.collection(ChatStore.conversations).createIndexes([
+            ["key": .document(BSONDocument([("members", .int32(1)), ("updatedAt", .int32(-1))])), "name": .string("members_updatedAt")],
+        ])
+        try connection.collection(ChatStore.messages).createIndexes([
+            ["key": .document(BSONDocument([("conversationId", .int32(1)), ("seq", .int32(1))])), "name": .string("conversation_seq"), "unique": .bool(true)],
+            ["key": .document(BSONDocument([("conversationId", .int32(1)), ("senderId", .int32(1)), ("clientId", .int32(1))])),
+             "name": .string("conversation_sender_clientId"), "unique": .bool(true)],
+            ["key": .document(BSONDocument([("conversationId", .int32(1)), ("clientId", .int32(1))])), "name": .string("conversation_clientId")],
+        ])
+        try connection.collection(ChatStore.reads).createIndexes([
+            ["key": .document(["userId": .int32(1)]), "name": .string("userId")],
+        ])
+        try connection.collection(ChatStore.events).createIndexes([
+            ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
+        ])
         try connection.collection(PresenceStore.instances).createIndexes([
             ["key": .document(["heartbeatAt": .int32(1)]), "name": .string("heartbeatAt")],
         ])

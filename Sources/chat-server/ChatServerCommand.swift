@@ -40,7 +40,6 @@ struct Serve: ParsableCommand {
         } catch let error as ExitCode {
             throw error
         } catch {
-            logger.critical("\(error)")
             FileHandle.standardError.write(Data("startup error: \(error)\n".utf8))
             throw ExitCode(1)
         }

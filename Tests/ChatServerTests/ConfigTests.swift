@@ -1,4 +1,6 @@
 @testable import ChatServer
+import ClerkAuth
+import Foundation
 import Testing
 
 @Suite struct ConfigTests {
@@ -43,14 +45,30 @@ import Testing
         (["TLS_CERT_FILE": "/missing.pem", "TLS_KEY_FILE": "/missing.key"], "TLS_CERT_FILE"),
         (["DB_WORKERS": "0"], "DB_WORKERS"),
         (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+        (["CLERK_JWT_KEY": "not a key"], "CLERK_JWT_KEY"),
+        (["CLERK_PUBLISHABLE_KEY": "sk_test_abc"], "CLERK_PUBLISHABLE_KEY"),
+        (["WS_PING_INTERVAL_SECONDS": "30", "WS_PING_TIMEOUT_SECONDS": "20"], "WS_PING_TIMEOUT_SECONDS"),
     ])
     func badValuesNameTheVariable(env: [String: String], variable: String) {
         #expect { try load(env) } throws: { ($0 as? ConfigError)?.variable == variable }
     }
 
-    @Test func productionRequiresTheWebhookSecret() {
-        #expect { try load(["NODE_ENV": "production"]) } throws: { ($0 as? ConfigError)?.variable == "CLERK_WEBHOOK_SECRET" }
-        #expect(throws: Never.self) { try load(["NODE_ENV": "production", "CLERK_WEBHOOK_SECRET": secret]) }
+    @Test func productionRequiresTheSecretsItsRoutesNeed() throws {
+        let key = try DevelopmentKeys.generate().publicKeyPEM
+        #expect { try load(["NODE_ENV": "production", "CLERK_JWT_KEY": key]) } throws: { ($0 as? ConfigError)?.variable == "CLERK_WEBHOOK_SECRET" }
+        #expect { try load(["NODE_ENV": "production", "CLERK_WEBHOOK_SECRET": secret]) } throws: { ($0 as? ConfigError)?.variable == "CLERK_JWT_KEY" }
+        #expect(throws: Never.self) { try load(["NODE_ENV": "production", "CLERK_WEBHOOK_SECRET": secret, "CLERK_JWT_KEY": key]) }
+        // A publishable key names the instance's JWKS instead.
+        let config = try load(["NODE_ENV": "production", "CLERK_WEBHOOK_SECRET": secret,
+                               "CLERK_PUBLISHABLE_KEY": "pk_test_" + Data("example.clerk.accounts.dev$".utf8).base64EncodedString()])
+        guard case .jwks(let url) = config.channel.keySource else { Issue.record("expected a JWKS source"); return }
+        #expect(url.absoluteString == "https://example.clerk.accounts.dev/.well-known/jwks.json")
+    }
+
+    @Test func jwtKeyWithLiteralBackslashNIsAccepted() throws {
+        let pem = try DevelopmentKeys.generate().publicKeyPEM.replacingOccurrences(of: "\n", with: "\\n")
+        let config = try load(["CLERK_JWT_KEY": pem])
+        guard case .pem = config.channel.keySource else { Issue.record("expected a PEM key"); return }
     }
 
     @Test func secretErrorsNeverEchoTheSecret() {

@@ -18,6 +18,38 @@ public enum ClientRequest: Equatable, Sendable {
     case presenceSubscribe(userIDs: [String])
     case presenceUnsubscribe(userIDs: [String])
     case usersQuery(UsersQuery)
+    // Chat
+    case openDirect(userID: String)
+    case createGroup(name: String, members: [String])
+    case renameGroup(conversationID: String, name: String)
+    case addMembers(conversationID: String, userIDs: [String])
+    case removeMember(conversationID: String, userID: String)
+    case leave(conversationID: String)
+    case listConversations(limit: Int)
+    case send(conversationID: String, clientID: String, text: String)
+    case edit(conversationID: String, messageID: String, text: String)
+    case delete(conversationID: String, messageID: String)
+    case history(HistoryQuery)
+    case sync(positions: [String: Int64], limit: Int)
+    case read(conversationID: String, seq: Int64)
+    case typing(conversationID: String)
+}
+
+/// A page of one conversation's history by sequence number.
+public struct HistoryQuery: Equatable, Sendable {
+    public var conversationID: String
+    /// Messages with seq < before (newest first page when both are nil).
+    public var before: Int64?
+    /// Messages with seq > after.
+    public var after: Int64?
+    public var limit: Int
+
+    public init(conversationID: String, before: Int64? = nil, after: Int64? = nil, limit: Int = 50) {
+        self.conversationID = conversationID
+        self.before = before
+        self.after = after
+        self.limit = limit
+    }
 }
 
 public struct UsersQuery: Equatable, Sendable {
@@ -76,6 +108,59 @@ extension ClientFrame {
             return ClientFrame(id: id, request: .usersQuery(UsersQuery(
                 search: try fields.optionalString("search"), onlineOnly: try fields.optionalBool("online") ?? false,
                 limit: limit, after: try fields.optionalString("after"))))
+        case "conversation.direct":
+            return ClientFrame(id: id, request: .openDirect(userID: try fields.userID("userId")))
+        case "conversation.create":
+            let name = try fields.string("name")
+            do { try ChatRules.validateName(name) } catch { throw FrameError(error.code, error.message, id: id) }
+            return ClientFrame(id: id, request: .createGroup(name: name, members: try fields.userIDs("members")))
+        case "conversation.rename":
+            let name = try fields.string("name")
+            do { try ChatRules.validateName(name) } catch { throw FrameError(error.code, error.message, id: id) }
+            return ClientFrame(id: id, request: .renameGroup(conversationID: try fields.conversationID(), name: name))
+        case "conversation.add":
+            return ClientFrame(id: id, request: .addMembers(conversationID: try fields.conversationID(), userIDs: try fields.userIDs("userIds")))
+        case "conversation.remove":
+            return ClientFrame(id: id, request: .removeMember(conversationID: try fields.conversationID(), userID: try fields.userID("userId")))
+        case "conversation.leave":
+            return ClientFrame(id: id, request: .leave(conversationID: try fields.conversationID()))
+        case "conversations.list":
+            return ClientFrame(id: id, request: .listConversations(limit: try fields.limit(default: 50)))
+        case "message.send":
+            let clientID = try fields.string("clientId")
+            guard ChatRules.isValidClientID(clientID) else { throw FrameError(.badRequest, "clientId longer than 128 bytes", id: id) }
+            return ClientFrame(id: id, request: .send(conversationID: try fields.conversationID(), clientID: clientID,
+                                                      text: try fields.text()))
+        case "message.edit":
+            return ClientFrame(id: id, request: .edit(conversationID: try fields.conversationID(),
+                                                      messageID: try fields.string("messageId"), text: try fields.text()))
+        case "message.delete":
+            return ClientFrame(id: id, request: .delete(conversationID: try fields.conversationID(), messageID: try fields.string("messageId")))
+        case "history":
+            let before = try fields.optionalInt("before").map(Int64.init)
+            let after = try fields.optionalInt("after").map(Int64.init)
+            if before != nil && after != nil { throw FrameError(.badRequest, "give before or after, not both", id: id) }
+            return ClientFrame(id: id, request: .history(HistoryQuery(conversationID: try fields.conversationID(), before: before,
+                                                                      after: after, limit: try fields.limit(default: 50))))
+        case "sync":
+            guard let raw = object["positions"] ?? [String: Any]() as Any?, let positions = raw as? [String: Any] else {
+                throw FrameError(.badRequest, "positions must be an object of conversationId -> last seq", id: id)
+            }
+            var parsed: [String: Int64] = [:]
+            for (conversation, value) in positions {
+                guard ChatRules.isValidConversationID(conversation), let n = value as? NSNumber, !Fields.isBoolean(value),
+                      let seq = Int64(exactly: n.doubleValue), seq >= 0 else {
+                    throw FrameError(.badRequest, "positions must map conversation ids to sequence numbers", id: id)
+                }
+                parsed[conversation] = seq
+            }
+            return ClientFrame(id: id, request: .sync(positions: parsed, limit: try fields.limit(default: 100)))
+        case "read":
+            let seq = try fields.int("seq")
+            guard seq >= 0 else { throw FrameError(.badRequest, "seq must be >= 0", id: id) }
+            return ClientFrame(id: id, request: .read(conversationID: try fields.conversationID(), seq: Int64(seq)))
+        case "typing":
+            return ClientFrame(id: id, request: .typing(conversationID: try fields.conversationID()))
         default:
             throw FrameError(.unknownType, "unknown message type '\(type.prefix(64))'", id: id)
         }
@@ -102,13 +187,18 @@ struct Fields {
 
     func optionalBool(_ name: String) throws(FrameError) -> Bool? {
         guard let raw = object[name], !(raw is NSNull) else { return nil }
-        guard let value = raw as? Bool else { throw FrameError(.badRequest, "\(name) must be true or false", id: id) }
+        guard Fields.isBoolean(raw), let value = raw as? Bool else { throw FrameError(.badRequest, "\(name) must be true or false", id: id) }
         return value
+    }
+
+    /// JSON true/false, told apart from the numbers 1 and 0 (both bridge to Bool).
+    static func isBoolean(_ value: Any) -> Bool {
+        String(describing: type(of: value)).contains("Boolean") || type(of: value) == Bool.self
     }
 
     func optionalInt(_ name: String) throws(FrameError) -> Int? {
         guard let raw = object[name], !(raw is NSNull) else { return nil }
-        guard let number = raw as? NSNumber, !(raw is Bool), let value = Int(exactly: number.doubleValue) else {
+        guard let number = raw as? NSNumber, !Fields.isBoolean(raw), let value = Int(exactly: number.doubleValue) else {
             throw FrameError(.badRequest, "\(name) must be an integer", id: id)
         }
         return value
@@ -117,6 +207,31 @@ struct Fields {
     func int(_ name: String) throws(FrameError) -> Int {
         guard let value = try optionalInt(name) else { throw FrameError(.badRequest, "\(name) is required", id: id) }
         return value
+    }
+
+    func userID(_ name: String) throws(FrameError) -> String {
+        let value = try string(name)
+        guard UserID.isValid(value) else { throw FrameError(.badRequest, "\(name) is not a user id", id: id) }
+        return value
+    }
+
+    func conversationID() throws(FrameError) -> String {
+        let value = try string("conversationId")
+        guard ChatRules.isValidConversationID(value) else { throw FrameError(.badRequest, "conversationId is malformed", id: id) }
+        return value
+    }
+
+    func text() throws(FrameError) -> String {
+        guard let value = object["text"] as? String else { throw FrameError(.badRequest, "text must be a string", id: id) }
+        return value
+    }
+
+    func limit(default value: Int) throws(FrameError) -> Int {
+        let limit = try optionalInt("limit") ?? value
+        guard (1...ClientFrame.maxPageSize).contains(limit) else {
+            throw FrameError(.badRequest, "limit must be 1-\(ClientFrame.maxPageSize)", id: id)
+        }
+        return limit
     }
 
     func userIDs(_ name: String) throws(FrameError) -> [String] {

@@ -6,6 +6,9 @@ public enum ServerFrame: Sendable {
     case ok(id: String?, data: [String: JSONValue])
     case error(id: String?, code: ErrorCode, message: String)
     case presence(PresenceSnapshot)
+    /// A chat event pushed to members: `message`, `message.updated`, `message.deleted`, `read`,
+    /// `typing`, `conversation`.
+    case event(type: String, fields: [String: JSONValue])
 
     public func encoded() -> [UInt8] {
         var object: [String: JSONValue]
@@ -23,6 +26,9 @@ public enum ServerFrame: Sendable {
         case .presence(let p):
             object = p.json
             object["type"] = "presence"
+        case .event(let type, let fields):
+            object = fields
+            object["type"] = .string(type)
         }
         return JSONValue.object(object).encoded()
     }

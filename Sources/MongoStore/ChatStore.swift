@@ -1,0 +1,375 @@
+import ChatDomain
+import Foundation
+
+/// Conversations, messages and read state in MongoDB. Every change that members must hear about also
+/// writes an `events` record in the same transaction (a transactional outbox): other instances read
+/// it from a change stream and forward its already-encoded frame to their local members.
+public enum ChatStore {
+    public static let conversations = "conversations"
+    public static let messages = "messages"
+    public static let reads = "reads"
+    public static let events = "events"
+    /// Events are a fan-out transport, not history: gone after a minute.
+    static let eventRetention: TimeInterval = 60
+
+    public enum ChatError: Error, Equatable {
+        case notFound(String)
+        case forbidden(String)
+        case invalid(String)
+    }
+
+    /// A fan-out: the frame, who gets it (minus `exclude`), and the sequence number for message inserts.
+    public struct Fanout: Sendable {
+        public let conversationID: String
+        public let recipients: [String]
+        public let exclude: String?
+        public let seq: Int64?
+        public let frame: [UInt8]
+    }
+
+    // MARK: conversations
+
+    public static func openDirect(_ me: String, with other: String, origin: String, now: Date, on c: MongoConnection) throws -> (Conversation, Fanout?) {
+        guard me != other else { throw ChatError.invalid("a direct conversation needs another user") }
+        try requireUsers([other], on: c)
+        let id = ChatRules.directConversationID(me, other)
+        return try c.withTransaction { tx in
+            let result = try tx.collection(conversations).updateOne(["_id": .string(id)], ["$setOnInsert": [
+                "kind": .string("direct"), "name": .null, "members": .array([me, other].sorted().map { .string($0) }),
+                "lastSeq": .int64(0), "createdAt": .date(now), "updatedAt": .date(now), "createdBy": .string(me),
+            ]], upsert: true)
+            let conversation = try load(id, on: tx)!
+            let fanout = result.upserted ? try announce(conversation, origin: origin, now: now, on: tx) : nil
+            return (conversation, fanout)
+        }
+    }
+
+    public static func createGroup(_ me: String, name: String, members: [String], origin: String, now: Date, on c: MongoConnection) throws -> (Conversation, Fanout) {
+        var all = [me]
+        for m in members where !all.contains(m) { all.append(m) }
+        guard all.count <= ChatRules.maxGroupMembers else { throw ChatError.invalid("at most \(ChatRules.maxGroupMembers) members") }
+        try requireUsers(all.filter { $0 != me }, on: c)
+        let id = "g_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        return try c.withTransaction { tx in
+            try tx.collection(conversations).insertOne([
+                "_id": .string(id), "kind": .string("group"), "name": .string(name), "members": .array(all.map { .string($0) }),
+                "lastSeq": .int64(0), "createdAt": .date(now), "updatedAt": .date(now), "createdBy": .string(me),
+            ])
+            let conversation = try load(id, on: tx)!
+            return (conversation, try announce(conversation, origin: origin, now: now, on: tx))
+        }
+    }
+
+    public enum GroupChange { case rename(String), add([String]), remove(String), leave }
+
+    /// Changes a group; members hear about it (a removed member too, so their client drops it).
+    public static func changeGroup(_ me: String, _ id: String, _ change: GroupChange, origin: String, now: Date,
+                                   on c: MongoConnection) throws -> (Conversation, Fanout) {
+        if case .add(let users) = change { try requireUsers(users, on: c) }
+        return try c.withTransaction { tx in
+            let before = try member(me, of: id, on: tx)
+            guard before.kind == .group else { throw ChatError.invalid("only groups can be changed") }
+            var update: BSONDocument
+            switch change {
+            case .rename(let name): update = ["$set": ["name": .string(name), "updatedAt": .date(now)]]
+            case .add(let users):
+                guard before.members.count + users.count <= ChatRules.maxGroupMembers else { throw ChatError.invalid("group full") }
+                update = ["$addToSet": ["members": ["$each": .array(users.map { .string($0) })]], "$set": ["updatedAt": .date(now)]]
+            case .remove(let user):
+                guard before.members.contains(user) else { throw ChatError.notFound("\(user) is not a member") }
+                update = ["$pull": ["members": .string(user)], "$set": ["updatedAt": .date(now)]]
+            case .leave:
+                update = ["$pull": ["members": .string(me)], "$set": ["updatedAt": .date(now)]]
+            }
+            try tx.collection(conversations).updateOne(["_id": .string(id)], update)
+            let after = try load(id, on: tx)!
+            let audience = Array(Set(before.members + after.members)).sorted()
+            return (after, try announce(after, to: audience, origin: origin, now: now, on: tx))
+        }
+    }
+
+    public struct Listed: Sendable {
+        public let conversation: Conversation
+        public let lastMessage: BSONDocument?
+        public let unread: Int64
+    }
+
+    /// The user's conversations, latest activity first, each with its last message and unread count.
+    public static func list(_ me: String, limit: Int, on c: MongoConnection) throws -> [Listed] {
+        let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: limit)
+        let readDocs = try c.collection(reads).find(["userId": .string(me),
+                                                     "conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
+        let readSeq = Dictionary(readDocs.compactMap { d in d["conversationId"]?.stringValue.map { ($0, d["seq"]?.int64Value ?? 0) } },
+                                 uniquingKeysWith: max)
+        return try docs.compactMap { doc in
+            guard let conversation = decode(doc) else { return nil }
+            let unread = try c.collection(messages).count([
+                "conversationId": .string(conversation.id), "seq": ["$gt": .int64(readSeq[conversation.id] ?? 0)],
+                "senderId": ["$ne": .string(me)], "deleted": ["$ne": .bool(true)],
+            ])
+            return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread)
+        }
+    }
+
+    // MARK: messages
+
+    public struct PendingSend: Sendable {
+        public let conversationID: String
+        public let senderID: String
+        public let clientID: String
+        public let text: String
+        public init(conversationID: String, senderID: String, clientID: String, text: String) {
+            self.conversationID = conversationID
+            self.senderID = senderID
+            self.clientID = clientID
+            self.text = text
+        }
+    }
+
+    public enum SendResult: Sendable {
+        /// Stored (or already stored by an earlier try with the same client id: `fresh` false).
+        case stored(ChatMessage, fresh: Bool)
+        case failed(ChatError)
+    }
+
+    /// Stores many senders' messages in one transaction: per conversation one `$inc` of the sequence
+    /// counter for the whole group, one insert of the messages, one of their events. The sequence is
+    /// gap-free because the counter and the messages commit together.
+    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
+        try c.withTransaction { tx in
+            var results = [SendResult?](repeating: nil, count: sends.count)
+            var fanouts: [Fanout] = []
+            let byConversation = Dictionary(grouping: sends.indices, by: { sends[$0].conversationID })
+            for conversationID in byConversation.keys.sorted() {
+                let indices = byConversation[conversationID]!
+                guard let conversation = try load(conversationID, on: tx) else {
+                    for i in indices { results[i] = .failed(.notFound("no conversation \(conversationID)")) }
+                    continue
+                }
+                let existing = try tx.collection(messages).find([
+                    "conversationId": .string(conversationID),
+                    "clientId": ["$in": .array(Set(indices.map { sends[$0].clientID }).map { .string($0) })],
+                ])
+                var known: [String: ChatMessage] = [:]
+                for doc in existing { if let m = message(doc) { known[m.senderID + "\u{0}" + m.clientID] = m } }
+                var fresh: [(Int, ChatMessage)] = []
+                var next = conversation.lastSeq
+                for i in indices {
+                    let send = sends[i]
+                    guard conversation.members.contains(send.senderID) else {
+                        results[i] = .failed(.forbidden("not a member of \(conversationID)"))
+                        continue
+                    }
+                    let key = send.senderID + "\u{0}" + send.clientID
+                    if let earlier = known[key] { results[i] = .stored(earlier, fresh: false); continue }
+                    next += 1
+                    let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+                                        conversationID: conversationID, seq: next, senderID: send.senderID,
+                                        clientID: send.clientID, text: send.text, createdAt: now)
+                    known[key] = m
+                    fresh.append((i, m))
+                    results[i] = .stored(m, fresh: true)
+                }
+                guard let last = fresh.last?.1 else { continue }
+                let updated = try tx.collection(conversations).updateOne(
+                    ["_id": .string(conversationID), "lastSeq": .int64(conversation.lastSeq)],
+                    ["$inc": ["lastSeq": .int64(Int64(fresh.count))], "$set": [
+                        "updatedAt": .date(now),
+                        "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
+                                        "text": .string(String(last.text?.prefix(200) ?? "")), "createdAt": .date(now)],
+                    ]])
+                // Another transaction moved the counter between our read and write: retry the batch.
+                guard updated.matched == 1 else { throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq") }
+                try tx.collection(messages).insertMany(fresh.map { document($0.1) })
+                var eventDocs: [BSONDocument] = []
+                for (_, m) in fresh {
+                    let frame = ServerFrame.event(type: "message", fields: ["message": .object(m.json)]).encoded()
+                    let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: nil, seq: m.seq, frame: frame)
+                    fanouts.append(f)
+                    eventDocs.append(eventDocument(f, origin: origin, now: now))
+                }
+                try tx.collection(events).insertMany(eventDocs)
+            }
+            return (results.map { $0 ?? .failed(.invalid("not processed")) }, fanouts)
+        }
+    }
+
+    public enum MessageChange { case edit(String), delete }
+
+    /// Edits or deletes one's own message; members get the latest state.
+    public static func change(_ me: String, conversationID: String, messageID: String, _ change: MessageChange,
+                              origin: String, now: Date, on c: MongoConnection) throws -> (ChatMessage, Fanout) {
+        try c.withTransaction { tx in
+            let conversation = try member(me, of: conversationID, on: tx)
+            guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID), "conversationId": .string(conversationID)]),
+                  var m = message(doc) else { throw ChatError.notFound("no message \(messageID)") }
+            guard m.senderID == me else { throw ChatError.forbidden("only the sender can change a message") }
+            guard !m.deleted else { throw ChatError.notFound("message \(messageID) was deleted") }
+            let type: String
+            switch change {
+            case .edit(let text):
+                try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .string(text), "editedAt": .date(now)]])
+                m.text = text
+                m.editedAt = now
+                type = "message.updated"
+            case .delete:
+                try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .null, "deleted": .bool(true), "deletedAt": .date(now)]])
+                m.text = nil
+                m.deleted = true
+                type = "message.deleted"
+            }
+            let frame = ServerFrame.event(type: type, fields: ["message": .object(m.json)]).encoded()
+            let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: nil, seq: nil, frame: frame)
+            try tx.collection(events).insertOne(eventDocument(f, origin: origin, now: now))
+            return (m, f)
+        }
+    }
+
+    public struct Page: Sendable {
+        public let messages: [ChatMessage]
+        public let hasMore: Bool
+    }
+
+    /// A page by sequence: before/after a seq, or the newest. Returned in ascending seq order.
+    public static func history(_ me: String, _ q: HistoryQuery, on c: MongoConnection) throws -> Page {
+        _ = try member(me, of: q.conversationID, on: c)
+        var filter: BSONDocument = ["conversationId": .string(q.conversationID)]
+        let ascending = q.after != nil
+        if let before = q.before { filter["seq"] = ["$lt": .int64(before)] }
+        if let after = q.after { filter["seq"] = ["$gt": .int64(after)] }
+        let docs = try c.collection(messages).find(filter, sort: ["seq": .int32(ascending ? 1 : -1)], limit: q.limit + 1)
+        var list = try withSenderState(docs.prefix(q.limit).compactMap(message), on: c)
+        if !ascending { list.reverse() }
+        return Page(messages: list, hasMore: docs.count > q.limit)
+    }
+
+    public struct SyncResult: Sendable {
+        public let conversation: Conversation
+        public let page: Page
+    }
+
+    /// Catch-up after a reconnect: for each of the user's conversations, what came after the position
+    /// the client has (0 for conversations it does not know), in order, `limit` at most per conversation.
+    public static func sync(_ me: String, positions: [String: Int64], limit: Int, on c: MongoConnection) throws -> [SyncResult] {
+        let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: 500)
+        var out: [SyncResult] = []
+        for doc in docs {
+            guard let conversation = decode(doc) else { continue }
+            let position = positions[conversation.id] ?? 0
+            guard conversation.lastSeq > position else { continue }
+            let found = try c.collection(messages).find(["conversationId": .string(conversation.id), "seq": ["$gt": .int64(position)]],
+                                                        sort: ["seq": .int32(1)], limit: limit + 1)
+            let list = try withSenderState(found.prefix(limit).compactMap(message), on: c)
+            out.append(SyncResult(conversation: conversation, page: Page(messages: list, hasMore: found.count > limit)))
+        }
+        return out
+    }
+
+    /// Stores "read up to seq" (never backwards) and tells the other members.
+    public static func markRead(_ me: String, conversationID: String, seq: Int64, origin: String, now: Date, on c: MongoConnection) throws -> (Int64, Fanout) {
+        try c.withTransaction { tx in
+            let conversation = try member(me, of: conversationID, on: tx)
+            let capped = min(seq, conversation.lastSeq)
+            try tx.collection(reads).updateOne(["_id": .string(conversationID + "|" + me)], [
+                "$max": ["seq": .int64(capped)],
+                "$set": ["conversationId": .string(conversationID), "userId": .string(me), "updatedAt": .date(now)],
+            ], upsert: true)
+            let stored = try tx.collection(reads).findOne(["_id": .string(conversationID + "|" + me)])?["seq"]?.int64Value ?? capped
+            let frame = ServerFrame.event(type: "read", fields: [
+                "conversationId": .string(conversationID), "userId": .string(me), "seq": .int(stored),
+            ]).encoded()
+            let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: nil, seq: nil, frame: frame)
+            try tx.collection(events).insertOne(eventDocument(f, origin: origin, now: now))
+            return (stored, f)
+        }
+    }
+
+    /// A typing signal: checked for membership, carried to other instances by the event transport,
+    /// never kept (the event expires with the others).
+    public static func typing(_ me: String, conversationID: String, expiresInMs: Int, origin: String, now: Date, on c: MongoConnection) throws -> Fanout {
+        let conversation = try member(me, of: conversationID, on: c)
+        let frame = ServerFrame.event(type: "typing", fields: [
+            "conversationId": .string(conversationID), "userId": .string(me), "expiresInMs": .int(Int64(expiresInMs)),
+        ]).encoded()
+        let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: me, seq: nil, frame: frame)
+        try c.collection(events).insertOne(eventDocument(f, origin: origin, now: now))
+        return f
+    }
+
+    // MARK: mapping
+
+    public static func fanout(fromEvent doc: BSONDocument) -> (origin: String, Fanout)? {
+        guard let origin = doc["origin"]?.stringValue, let conversation = doc["conversationId"]?.stringValue,
+              let payload = doc["payload"]?.stringValue, let recipients = doc["recipients"]?.arrayValue else { return nil }
+        return (origin, Fanout(conversationID: conversation, recipients: recipients.compactMap(\.stringValue),
+                               exclude: doc["exclude"]?.stringValue, seq: doc["seq"]?.int64Value, frame: Array(payload.utf8)))
+    }
+
+    static func eventDocument(_ f: Fanout, origin: String, now: Date) -> BSONDocument {
+        var doc: BSONDocument = [
+            "conversationId": .string(f.conversationID), "recipients": .array(f.recipients.map { .string($0) }),
+            "payload": .string(String(decoding: f.frame, as: UTF8.self)), "origin": .string(origin),
+            "expireAt": .date(now.addingTimeInterval(eventRetention)),
+        ]
+        if let exclude = f.exclude { doc["exclude"] = .string(exclude) }
+        if let seq = f.seq { doc["seq"] = .int64(seq) }
+        return doc
+    }
+
+    static func announce(_ conversation: Conversation, to audience: [String]? = nil, origin: String, now: Date,
+                         on c: MongoConnection) throws -> Fanout {
+        let frame = ServerFrame.event(type: "conversation", fields: ["conversation": .object(conversation.json)]).encoded()
+        let f = Fanout(conversationID: conversation.id, recipients: audience ?? conversation.members, exclude: nil, seq: nil, frame: frame)
+        try c.collection(events).insertOne(eventDocument(f, origin: origin, now: now))
+        return f
+    }
+
+    static func load(_ id: String, on c: MongoConnection) throws -> Conversation? {
+        try c.collection(conversations).findOne(["_id": .string(id)]).flatMap(decode)
+    }
+
+    /// The conversation, when `me` is a member; else not found (unknown) or forbidden.
+    static func member(_ me: String, of id: String, on c: MongoConnection) throws -> Conversation {
+        guard let conversation = try load(id, on: c) else { throw ChatError.notFound("no conversation \(id)") }
+        guard conversation.members.contains(me) else { throw ChatError.forbidden("not a member of \(id)") }
+        return conversation
+    }
+
+    static func requireUsers(_ ids: [String], on c: MongoConnection) throws {
+        guard !ids.isEmpty else { return }
+        let found = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(ids.map { .string($0) })], "deleted": ["$ne": .bool(true)]],
+                                                           projection: ["clerkId": .int32(1)])
+        let known = Set(found.compactMap { $0["clerkId"]?.stringValue })
+        if let missing = ids.first(where: { !known.contains($0) }) { throw ChatError.notFound("no user \(missing)") }
+    }
+
+    static func decode(_ doc: BSONDocument) -> Conversation? {
+        guard let id = doc["_id"]?.stringValue, let kind = doc["kind"]?.stringValue.flatMap(Conversation.Kind.init) else { return nil }
+        return Conversation(id: id, kind: kind, name: doc["name"]?.stringValue,
+                            members: doc["members"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                            lastSeq: doc["lastSeq"]?.int64Value ?? 0, updatedAt: doc["updatedAt"]?.dateValue ?? Date(timeIntervalSince1970: 0))
+    }
+
+    static func document(_ m: ChatMessage) -> BSONDocument {
+        ["_id": .string(m.id), "conversationId": .string(m.conversationID), "seq": .int64(m.seq), "senderId": .string(m.senderID),
+         "clientId": .string(m.clientID), "text": .string(m.text), "createdAt": .date(m.createdAt), "deleted": .bool(false)]
+    }
+
+    static func message(_ doc: BSONDocument) -> ChatMessage? {
+        guard let id = doc["_id"]?.stringValue, let conversation = doc["conversationId"]?.stringValue,
+              let seq = doc["seq"]?.int64Value, let sender = doc["senderId"]?.stringValue else { return nil }
+        return ChatMessage(id: id, conversationID: conversation, seq: seq, senderID: sender, clientID: doc["clientId"]?.stringValue ?? "",
+                           text: doc["text"]?.stringValue, createdAt: doc["createdAt"]?.dateValue ?? Date(timeIntervalSince1970: 0),
+                           editedAt: doc["editedAt"]?.dateValue, deleted: doc["deleted"]?.boolValue ?? false)
+    }
+
+    /// Marks messages whose sender was deleted in Clerk ("deleted user").
+    static func withSenderState(_ list: [ChatMessage], on c: MongoConnection) throws -> [ChatMessage] {
+        let senders = Set(list.map(\.senderID))
+        guard !senders.isEmpty else { return list }
+        let deleted = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(senders.map { .string($0) })], "deleted": .bool(true)],
+                                                             projection: ["clerkId": .int32(1)])
+        let gone = Set(deleted.compactMap { $0["clerkId"]?.stringValue })
+        return gone.isEmpty ? list : list.map { var m = $0; m.senderDeleted = gone.contains(m.senderID); return m }
+    }
+}
