@@ -1,0 +1,266 @@
+"""Chat end to end over real sockets, on one and on two server instances sharing the database."""
+import asyncio
+import uuid
+
+import pytest
+
+from chat_client import ChatError, Client
+from conftest import Server
+from jwt_keys import Issuer
+
+ISSUER = Issuer()
+
+
+def uid(name):
+    return f"user_{name}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def servers(mongo_uri):
+    a = Server(mongo_uri, env=ISSUER.env())
+    b = Server(mongo_uri, env=ISSUER.env(), db_name=a.db_name)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+async def client(server, user):
+    return await Client.connect(server.port, ISSUER.token(user, ttl=600))
+
+
+def test_direct_messages_both_ways_and_opening_twice_is_the_same_conversation(servers):
+    a_srv, _ = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(a_srv, bob)
+        conv = (await a.request("conversation.direct", userId=bob))["conversation"]
+        again = (await b.request("conversation.direct", userId=alice))["conversation"]
+        assert conv["conversationId"] == again["conversationId"] and conv["kind"] == "direct"
+        cid = conv["conversationId"]
+        ack = await a.request("message.send", conversationId=cid, clientId="c1", text="hi bob")
+        assert ack["seq"] == 1 and ack["messageId"] and ack["clientId"] == "c1"
+        got = (await b.messages(1))[0]
+        assert (got["text"], got["senderId"], got["seq"], got["messageId"]) == ("hi bob", alice, 1, ack["messageId"])
+        await b.request("message.send", conversationId=cid, clientId="c1", text="hi alice ☕")
+        assert [m["text"] for m in await a.messages(2)] == ["hi bob", "hi alice ☕"]   # own devices get it too
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
+def test_group_of_three_across_two_instances_see_every_message_in_the_same_order(servers):
+    a_srv, b_srv = servers
+    users = [uid("g1"), uid("g2"), uid("g3")]
+
+    async def run():
+        c1, c2 = await client(a_srv, users[0]), await client(a_srv, users[1])
+        c3 = await client(b_srv, users[2])   # on the other instance
+        group = (await c1.request("conversation.create", name="trio", members=users[1:]))["conversation"]
+        cid = group["conversationId"]
+        assert sorted(group["members"]) == sorted(users)
+        assert (await c3.event("conversation"))["conversation"]["conversationId"] == cid
+
+        async def burst(c, who):
+            for i in range(10):
+                await c.request("message.send", conversationId=cid, clientId=f"{who}-{i}", text=f"{who} {i}")
+        await asyncio.gather(burst(c1, "one"), burst(c2, "two"), burst(c3, "three"))
+        seen = [[m["seq"] for m in await c.messages(30)] for c in (c1, c2, c3)]
+        assert seen[0] == list(range(1, 31)), seen[0]
+        assert seen[0] == seen[1] == seen[2]
+        for c in (c1, c2, c3):
+            await c.close()
+    asyncio.run(run())
+
+
+def test_retried_send_with_the_same_client_id_stores_one_message_and_acks_the_same(servers):
+    a_srv, _ = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(a_srv, bob)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        acks = [await a.request("message.send", conversationId=cid, clientId="same", text="once") for _ in range(3)]
+        acks += await asyncio.gather(*[a.request("message.send", conversationId=cid, clientId="same", text="once") for _ in range(5)])
+        assert all(ack == acks[0] for ack in acks), acks
+        await a.close(); await b.close()
+    asyncio.run(run())
+    assert a_srv.db.messages.count_documents({"conversationId": {"$regex": "^dm:"}, "clientId": "same"}) == 1
+
+
+def test_offline_member_catches_up_exactly_once_in_order(servers):
+    a_srv, b_srv = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(b_srv, bob)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        await a.request("message.send", conversationId=cid, clientId="first", text="before")
+        last_seen = (await b.messages(1))[0]["seq"]
+        await b.close()
+        for i in range(50):
+            await a.request("message.send", conversationId=cid, clientId=f"m{i}", text=f"while away {i}")
+        b = await client(b_srv, bob)
+        page = (await b.request("sync", positions={cid: last_seen}, limit=100))["conversations"]
+        assert len(page) == 1 and page[0]["hasMore"] is False
+        got = page[0]["messages"]
+        assert [m["seq"] for m in got] == list(range(last_seen + 1, last_seen + 51))
+        assert [m["text"] for m in got] == [f"while away {i}" for i in range(50)]
+        # A smaller page says there is more, and the next page continues where it stopped.
+        first = (await b.request("sync", positions={cid: last_seen}, limit=20))["conversations"][0]
+        assert first["hasMore"] is True and len(first["messages"]) == 20
+        rest = await b.request("history", conversationId=cid, after=first["messages"][-1]["seq"], limit=100)
+        assert [m["seq"] for m in rest["messages"]] == list(range(last_seen + 21, last_seen + 51))
+        older = await b.request("history", conversationId=cid, before=3, limit=1)
+        assert [m["seq"] for m in older["messages"]] == [2] and older["hasMore"] is True
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
+def test_non_members_cannot_read_send_or_page(servers):
+    a_srv, _ = servers
+    alice, bob, eve = uid("alice"), uid("bob"), uid("eve")
+
+    async def run():
+        a, b, e = await client(a_srv, alice), await client(a_srv, bob), await client(a_srv, eve)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        await a.request("message.send", conversationId=cid, clientId="x", text="secret")
+        for call in [
+            e.request("message.send", conversationId=cid, clientId="e1", text="let me in"),
+            e.request("history", conversationId=cid),
+            e.request("read", conversationId=cid, seq=1),
+            e.request("typing", conversationId=cid),
+        ]:
+            with pytest.raises(ChatError) as refused:
+                await call
+            assert refused.value.code == "forbidden"
+        with pytest.raises(ChatError) as unknown:
+            await e.request("history", conversationId="g_doesnotexist")
+        assert unknown.value.code == "not_found"
+        for bad, code in [({"conversationId": cid, "clientId": "y", "text": ""}, "invalid_message"),
+                          ({"conversationId": cid, "clientId": "y", "text": "x" * 9000}, "invalid_message"),
+                          ({"conversationId": cid, "clientId": "y"}, "bad_request"),
+                          ({"conversationId": "", "clientId": "y", "text": "hi"}, "bad_request")]:
+            with pytest.raises(ChatError) as refused:
+                await a.request("message.send", **bad)
+            assert refused.value.code == code
+        assert (await e.request("conversations.list"))["conversations"] == []
+        await a.close(); await b.close(); await e.close()
+    asyncio.run(run())
+    assert a_srv.db.messages.count_documents({}) == 1
+
+
+def test_edits_deletes_read_receipts_and_typing_reach_the_other_members(servers):
+    a_srv, b_srv = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(b_srv, bob)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        ack = await a.request("message.send", conversationId=cid, clientId="e", text="teh")
+        await b.messages(1)
+        await a.request("message.edit", conversationId=cid, messageId=ack["messageId"], text="the")
+        updated = (await b.event("message.updated"))["message"]
+        assert updated["text"] == "the" and updated["editedAt"]
+        with pytest.raises(ChatError) as refused:
+            await b.request("message.edit", conversationId=cid, messageId=ack["messageId"], text="mine now")
+        assert refused.value.code == "forbidden"
+        await a.request("message.delete", conversationId=cid, messageId=ack["messageId"])
+        deleted = (await b.event("message.deleted"))["message"]
+        assert deleted["deleted"] is True and deleted["text"] is None
+        history = await b.request("history", conversationId=cid)
+        assert history["messages"][0]["deleted"] is True and history["messages"][0]["text"] is None
+        await b.request("read", conversationId=cid, seq=1)
+        receipt = await a.event("read")
+        assert (receipt["userId"], receipt["seq"]) == (bob, 1)
+        await b.request("typing", conversationId=cid)
+        typing = await a.event("typing")
+        assert typing["userId"] == bob and typing["expiresInMs"] > 0
+        second = await b.request("typing", conversationId=cid)
+        assert second["sent"] is False   # rate-limited
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
+def test_unread_counts_follow_read_state(servers):
+    a_srv, _ = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(a_srv, bob)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        for i in range(5):
+            await a.request("message.send", conversationId=cid, clientId=f"u{i}", text=f"{i}")
+        listed = (await b.request("conversations.list"))["conversations"]
+        assert listed[0]["conversationId"] == cid and listed[0]["unread"] == 5
+        assert listed[0]["lastMessage"]["text"] == "4"
+        assert (await a.request("conversations.list"))["conversations"][0]["unread"] == 0   # own messages
+        await b.request("read", conversationId=cid, seq=3)
+        assert (await b.request("conversations.list"))["conversations"][0]["unread"] == 2
+        await b.request("read", conversationId=cid, seq=1)   # never backwards
+        assert (await b.request("conversations.list"))["conversations"][0]["unread"] == 2
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
+def test_group_membership_changes(servers):
+    a_srv, _ = servers
+    u = [uid("m1"), uid("m2"), uid("m3")]
+
+    async def run():
+        c = [await client(a_srv, x) for x in u]
+        cid = (await c[0].request("conversation.create", name="team", members=[u[1]]))["conversation"]["conversationId"]
+        await c[0].request("conversation.rename", conversationId=cid, name="team 2")
+        await c[0].request("conversation.add", conversationId=cid, userIds=[u[2]])
+        conv = (await c[2].event("conversation"))["conversation"]
+        assert conv["name"] == "team 2" and u[2] in conv["members"]
+        await c[2].request("message.send", conversationId=cid, clientId="hey", text="hey")
+        await c[1].request("conversation.leave", conversationId=cid)
+        with pytest.raises(ChatError):
+            await c[1].request("message.send", conversationId=cid, clientId="gone", text="still here?")
+        await c[0].request("conversation.remove", conversationId=cid, userId=u[2])
+        with pytest.raises(ChatError):
+            await c[2].request("history", conversationId=cid)
+        for x in c:
+            await x.close()
+    asyncio.run(run())
+
+
+def test_sequence_numbers_are_gap_free_under_concurrent_senders_on_two_instances(servers):
+    a_srv, b_srv = servers
+    senders = [uid(f"s{i}") for i in range(6)]
+
+    async def run():
+        clients = [await client(a_srv if i % 2 == 0 else b_srv, s) for i, s in enumerate(senders)]
+        cid = (await clients[0].request("conversation.create", name="hammer", members=senders[1:]))["conversation"]["conversationId"]
+
+        async def hammer(c, n):
+            return await asyncio.gather(*[c.request("message.send", conversationId=cid, clientId=f"{n}-{k}", text=f"{n}/{k}")
+                                          for k in range(25)])
+        acks = await asyncio.gather(*[hammer(c, i) for i, c in enumerate(clients)])
+        seqs = sorted(a["seq"] for batch in acks for a in batch)
+        assert seqs == list(range(1, 151)), seqs
+        for c in clients:
+            await c.close()
+    asyncio.run(run())
+    stored = sorted(m["seq"] for m in a_srv.db.messages.find({"conversationId": {"$regex": "^g_"}}))
+    assert stored == list(range(1, 151))
+
+
+def test_deleted_sender_is_marked_in_history(servers):
+    import json as _json
+    from conftest import fixture_bytes
+    from test_webhooks import post, signed_headers
+    a_srv, _ = servers
+    john = _json.loads(fixture_bytes("user.deleted.json"))["data"]["id"]
+    bob = uid("bob")
+
+    async def run():
+        j, b = await client(a_srv, john), await client(a_srv, bob)
+        cid = (await b.request("conversation.direct", userId=john))["conversation"]["conversationId"]
+        await j.request("message.send", conversationId=cid, clientId="last", text="bye")
+        body = fixture_bytes("user.deleted.json")
+        assert post(a_srv, body, signed_headers(body))[0] == 200
+        history = await b.request("history", conversationId=cid)
+        assert history["messages"][0]["senderDeleted"] is True and history["messages"][0]["text"] == "bye"
+        await b.close()
+    asyncio.run(run())
