@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "chat-server", targets: ["chat-server"]),
+        .executable(name: "chat-client", targets: ["chat-client"]),
+        .executable(name: "chat-bench", targets: ["chat-bench"]),
         .library(name: "ChatTesting", targets: ["ChatTesting"]),
     ],
     dependencies: [
@@ -15,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // C libraries, found through pkg-config.
@@ -44,6 +47,8 @@ let package = Package(
             "CLwsShim",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // libwebsockets client side: one service thread for many client sockets (chat-client, chat-bench).
+        .target(name: "WebSocketClient", dependencies: ["CLwsShim"]),
         // Composition: configuration, routes, presence, metrics, shutdown.
         .target(name: "ChatServer", dependencies: [
             "ChatDomain", "ClerkAuth", "MongoStore", "WebSocketServer",
@@ -57,6 +62,18 @@ let package = Package(
             "ChatServer", "ClerkAuth", "ChatDomain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // A typed client of the documented protocol over WebSocketClient (chat-client and chat-bench).
+        .target(name: "ChatClient", dependencies: ["WebSocketClient", "ChatDomain", "ClerkAuth"]),
+        .executableTarget(name: "chat-client", dependencies: [
+            "ChatClient", "ClerkAuth",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "chat-bench", dependencies: [
+            "ChatClient", "WebSocketClient", "ClerkAuth", "ChatDomain",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
 
         .testTarget(name: "ChatDomainTests", dependencies: ["ChatDomain"]),

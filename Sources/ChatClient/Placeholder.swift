@@ -1,0 +1,1 @@
+// The typed protocol client: see ChatConnection.swift.

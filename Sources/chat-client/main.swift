@@ -1,0 +1,1 @@
+print("chat-client: under construction")
