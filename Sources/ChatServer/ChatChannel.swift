@@ -134,6 +134,10 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         }
         switch frame.request {
         case .auth(let token):
+            if case .verifying = session.state {
+                session.fail(frame.id, .rateLimited, "authentication in progress: wait for welcome")
+                return
+            }
             guard case .awaitingAuth = session.state else {
                 session.fail(frame.id, .alreadyAuthenticated, "this connection is already authenticated: use refresh")
                 return

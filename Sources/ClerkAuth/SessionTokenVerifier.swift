@@ -73,9 +73,7 @@ public struct SessionTokenVerifier: Sendable {
     private static func digest(for algorithm: String) -> OpaquePointer? {
         switch algorithm {
         case "RS256": return EVP_sha256()
-        case "RS384": return EVP_sha384()
-        case "RS512": return EVP_sha512()
-        default: return nil  // none, HS*, ES*, PS*: never with an RSA key from Clerk
+        default: return nil  // pinned: none, HS*, RS384/512, ES*, PS* are refused
         }
     }
 

@@ -1,7 +1,7 @@
 /// Why a session token was refused. Answer one generic 401 for all; log `reason`.
 public enum TokenRejection: Error, Equatable, Sendable {
     case malformed
-    /// The header's `alg`, truncated; only RS256/RS384/RS512 are accepted.
+    /// The header's `alg`, truncated; only RS256 is accepted.
     case unsupportedAlgorithm(String)
     case unknownKey
     case badSignature
