@@ -7,7 +7,7 @@ struct ChatServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat-server",
         abstract: "Realtime chat backend: Clerk webhooks, WebSocket chat and presence on MongoDB.",
-        subcommands: [Serve.self, SendWebhook.self, MintToken.self, DevKeys.self],
+        subcommands: [Serve.self, SendWebhook.self, MintToken.self, DevKeys.self, BackfillUsers.self],
         defaultSubcommand: Serve.self)
 }
 
