@@ -76,6 +76,20 @@ import Testing
         #expect { try load(["CLERK_WEBHOOK_SECRET": bad]) } throws: { !"\($0)".contains("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0") }
     }
 
+    @Test func theExampleFileLoadsAsIs() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".env.example").path
+        let config = try Config.load(environment: [:], dotEnvPath: example)
+        #expect(config.port == 3000 && config.mongoURIConfigured == false && config.webhookVerifier == nil)
+    }
+
+    @Test func environmentWinsOverTheFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("env-\(UUID().uuidString)").path
+        try "PORT=4000\nCLIENT_URL=http://file.example\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let config = try Config.load(environment: ["PORT": "5000"], dotEnvPath: path)
+        #expect(config.port == 5000 && config.clientURL == "http://file.example")
+    }
+
     @Test func dotEnvIsReadAndTheEnvironmentWins() {
         let parsed = DotEnv.parse("""
         # comment
