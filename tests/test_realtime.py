@@ -340,12 +340,14 @@ def test_sigterm_closes_sockets_with_the_reconnect_code_and_updates_presence(mon
 
 def test_origin_check_and_path(rt):
     async def run():
-        with pytest.raises(Exception):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             await websockets.connect(url(rt), origin="https://evil.example")
+        assert refused.value.response.status_code == 403
         ok = await websockets.connect(url(rt), origin="http://localhost:5173")
         await ok.close()
-        with pytest.raises(Exception):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             await websockets.connect(f"ws://127.0.0.1:{rt.port}/other")
+        assert refused.value.response.status_code == 403
     asyncio.run(run())
 
 

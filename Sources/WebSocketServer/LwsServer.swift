@@ -276,6 +276,8 @@ public final class LwsServer {
             let request = upgradeRequest(wsi)
             if let refusal = webSocket?.refusal(forUpgrade: request) {
                 logger.info("websocket upgrade refused", metadata: ["reason": "\(refusal)", "path": "\(request.path)"])
+                // A plain HTTP answer tells the client why (403), instead of a dropped connection.
+                _ = refusal.withCString { lws_return_http_status(wsi, 403, $0) }
                 return -1
             }
         case LWS_CALLBACK_ESTABLISHED:
