@@ -21,7 +21,9 @@ final class SessionAuthenticator {
     private let post: (@escaping () -> Void) -> Void
     private var verifier: SessionTokenVerifier?
     private var fetching = false
-    private var lastFetch = Date.distantPast
+    /// The last fetch caused by an unknown `kid`: such fetches are at most one per 30 s, so that
+    /// tokens with made-up key ids cannot make the server hammer the JWKS endpoint.
+    private var lastUnknownKidFetch = Date.distantPast
     private var waiters: [() -> Void] = []
 
     init(settings: ChannelSettings, logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
@@ -44,7 +46,8 @@ final class SessionAuthenticator {
         }
         if let verifier {
             do { return .verified(try verifier.verify(token)) } catch .unknownKey {
-                guard Date().timeIntervalSince(lastFetch) > 30 || fetching else { return .refused(.unknownKey) }
+                guard fetching || Date().timeIntervalSince(lastUnknownKidFetch) > 30 else { return .refused(.unknownKey) }
+                if !fetching { lastUnknownKidFetch = Date() }
             } catch { return .refused(error) }
         }
         waiters.append(retry)
@@ -55,7 +58,6 @@ final class SessionAuthenticator {
     private func fetchKeys() {
         guard case .jwks(let url) = settings.keySource, !fetching else { return }
         fetching = true
-        lastFetch = Date()
         let settings = self.settings
         let logger = self.logger
         URLSession.shared.dataTask(with: url) { [weak self] data, response, error in
