@@ -404,3 +404,22 @@ def test_rate_limit(mongo_uri):
         asyncio.run(run())
     finally:
         server.stop()
+
+
+def test_disconnect_while_the_database_is_away_is_applied_when_it_returns(own_mongo):
+    server = Server(own_mongo.uri, env={**ISSUER.env(), "PRESENCE_HEARTBEAT_SECONDS": "1", "PRESENCE_INSTANCE_TIMEOUT_SECONDS": "60"})
+    uid = user_id()
+    try:
+        async def run():
+            ws, _ = await connect(server, ISSUER.token(uid))
+            assert wait_for(lambda: online(server, uid))
+            own_mongo.kill()
+            await ws.close()
+            await asyncio.sleep(1)
+        asyncio.run(run())
+        own_mongo.start()
+        assert wait_for(lambda: not online(server, uid), timeout=30), "user stayed online after the database came back"
+        assert server.db.connections.count_documents({"userId": uid}) == 0
+        assert any("will retry" in line for line in server.lines)   # the failure path was taken
+    finally:
+        server.stop()

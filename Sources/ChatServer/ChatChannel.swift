@@ -23,6 +23,9 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     var gate = SequenceGate<ChatStore.Fanout>()
     private(set) var batcher: MessageBatcher!
     private var pendingPresenceJobs = 0
+    /// Disconnects that could not be written (database away): retried with each heartbeat, so the
+    /// user does not stay online once the database is back.
+    private var failedDisconnects: [(recordID: String, userID: String, at: Date)] = []
     private var nextHeartbeat = Date.distantPast
     /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
     private var instanceRecorded = false
@@ -293,9 +296,11 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     }
 
     private func unregister(_ session: ChatSession, userID: String) {
+        unregister(recordID: session.recordID, userID: userID, at: Date())
+    }
+
+    private func unregister(recordID: String, userID: String, at: Date) {
         pendingPresenceJobs += 1
-        let recordID = session.recordID
-        let at = Date()
         database.submit("presence_disconnect", { c in
             try PresenceStore.disconnect(connectionID: recordID, userID: userID, at: at, on: c)
         }) { [post, logger] result in
@@ -304,8 +309,8 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
                 switch result {
                 case .success(let snapshot): if let snapshot { presence.observe(snapshot) }
                 case .failure(let error):
-                    // The record stays; the instance sweep (or this instance's next start) cleans it up.
-                    logger.error("could not remove connection record", metadata: ["error": "\(error)"])
+                    logger.error("could not remove connection record, will retry", metadata: ["error": "\(error)"])
+                    failedDisconnects.append((recordID, userID, at))
                 }
             }
         }
@@ -331,6 +336,9 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     }
 
     private func heartbeat(_ now: Date) {
+        let retry = failedDisconnects
+        failedDisconnects.removeAll()
+        for item in retry { unregister(recordID: item.recordID, userID: item.userID, at: item.at) }
         let (instanceID, host, timeout) = (self.instanceID, hostName, TimeInterval(settings.instanceTimeoutSeconds))
         database.submit("presence_heartbeat", { c -> Bool in
             let swept = try PresenceStore.heartbeat(instanceID: instanceID, host: host, now: now, on: c)
