@@ -415,7 +415,10 @@ def test_disconnect_while_the_database_is_away_is_applied_when_it_returns(own_mo
             assert wait_for(lambda: online(server, uid))
             own_mongo.kill()
             await ws.close()
-            await asyncio.sleep(1)
+            # Longer than server selection (5 s): the disconnect fails rather than waits.
+            deadline = time.time() + 20
+            while not any("will retry" in line for line in server.lines) and time.time() < deadline:
+                await asyncio.sleep(0.2)
         asyncio.run(run())
         own_mongo.start()
         assert wait_for(lambda: not online(server, uid), timeout=30), "user stayed online after the database came back"
