@@ -79,6 +79,7 @@ let package = Package(
         .testTarget(name: "ChatDomainTests", dependencies: ["ChatDomain"]),
         .testTarget(name: "ClerkAuthTests", dependencies: ["ClerkAuth", "ChatDomain"]),
         .testTarget(name: "ChatServerTests", dependencies: ["ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain"]),
+        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "ChatDomain"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,6 @@
 """The protocol/ folder is the contract of the WebSocket channel: its JSON Schemas, examples and
-AsyncAPI document must agree with each other, with the Swift sources' codes, and with what a running
-chat-server actually sends (driven with `websockets`, tokens minted with PyJWT)."""
+AsyncAPI document must agree with each other, with the Swift sources' codes, types and events, and with
+what a running chat-server actually sends (driven with `websockets`, tokens minted with PyJWT)."""
 import asyncio
 import json
 import pathlib
@@ -26,10 +26,25 @@ PROTOCOL = ROOT / "protocol"
 SCHEMAS = PROTOCOL / "schemas"
 EXAMPLES = PROTOCOL / "examples"
 CODES_SWIFT = ROOT / "Sources" / "ChatDomain" / "Protocol" / "ProtocolCodes.swift"
+SOURCES = ROOT / "Sources"
 
-CLIENT_TYPES = ["auth", "refresh", "ping", "presence.subscribe", "presence.unsubscribe", "users.query"]
-SERVER_TYPES = ["welcome", "ok", "error", "presence"]
+CHAT_REQUESTS = ["conversation.direct", "conversation.create", "conversation.rename", "conversation.add",
+                 "conversation.remove", "conversation.leave", "conversations.list", "message.send", "message.edit",
+                 "message.delete", "history", "sync", "read", "typing"]
+CHAT_EVENTS = ["conversation", "message", "message.updated", "message.deleted", "read", "typing"]
+CLIENT_TYPES = ["auth", "refresh", "ping", "presence.subscribe", "presence.unsubscribe", "users.query"] + CHAT_REQUESTS
+SERVER_TYPES = ["welcome", "ok", "error", "presence"] + CHAT_EVENTS
+# The `data` of each request's `ok` reply: a $def of server.ok.json (`auth` is answered by `welcome`).
+OK_DATA = {
+    "ping": "pingResult", "refresh": "refreshResult", "presence.subscribe": "presenceSubscribeResult",
+    "presence.unsubscribe": "presenceUnsubscribeResult", "users.query": "usersQueryResult",
+    **{t: "conversationResult" for t in CHAT_REQUESTS if t.startswith("conversation.")},
+    "conversations.list": "conversationsListResult", "message.send": "messageSendResult",
+    "message.edit": "messageEditResult", "message.delete": "messageDeleteResult", "history": "historyResult",
+    "sync": "syncResult", "read": "readResult", "typing": "typingResult",
+}
 MAX_MESSAGE = 64 * 1024
+MAX_TEXT = 8000
 
 
 # --- schemas and examples ------------------------------------------------------------------------
@@ -51,6 +66,20 @@ def validator(name):
 
 CLIENT_FRAME = validator("client-frame.json")
 SERVER_FRAME = validator("server-frame.json")
+
+
+def ok_data_validator(request_type):
+    """Validates the `data` of the `ok` reply to a request of that type."""
+    return jsonschema.Draft202012Validator({"$ref": f"server.ok.json#/$defs/{OK_DATA[request_type]}"}, registry=REGISTRY,
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def request_type_of_ok_example(path):
+    """`server.ok.<request type>[.<variant>].json` -> the request type (the longest that fits)."""
+    rest = path.name[len("server.ok."):-len(".json")]
+    fits = [t for t in OK_DATA if rest == t or rest.startswith(t + ".")]
+    assert fits, f"{path.name}: not named after a request type"
+    return max(fits, key=len)
 
 
 def examples(prefix):
@@ -101,6 +130,17 @@ def test_client_frames_allow_unknown_fields_and_server_frames_do_not():
         CLIENT_FRAME.validate({"type": "users.query", "limit": 201})
     with pytest.raises(jsonschema.ValidationError):
         CLIENT_FRAME.validate({"type": "ping", "id": None})
+    # Chat requests: the same rules, plus the chat ones the server enforces.
+    CLIENT_FRAME.validate({"type": "history", "conversationId": "g_x", "before": None, "after": 3, "extra": True})
+    CLIENT_FRAME.validate({"type": "sync"})
+    for frame in [{"type": "history", "conversationId": "g_x", "before": 9, "after": 3},
+                  {"type": "sync", "positions": {"has space": 1}},
+                  {"type": "message.send", "conversationId": "g_x", "clientId": "c", "text": " \n "},
+                  {"type": "message.send", "conversationId": "g_x", "clientId": "c", "text": "x" * (MAX_TEXT + 1)},
+                  {"type": "read", "conversationId": "g_x", "seq": -1},
+                  {"type": "conversation.create", "name": "   ", "members": []}]:
+        with pytest.raises(jsonschema.ValidationError):
+            CLIENT_FRAME.validate(frame)
 
 
 def test_every_message_type_has_an_example():
@@ -109,6 +149,29 @@ def test_every_message_type_has_an_example():
     for path in EXAMPLE_FILES:
         example = load_json(path)
         assert path.name.startswith(example["schema"][:-len(".json")] + "."), f"{path.name} is not named after its schema"
+
+
+def test_every_request_has_an_ok_example_and_a_data_schema():
+    ok_defs = SCHEMA_DOCS["server.ok.json"]["$defs"]
+    assert set(OK_DATA) == set(CLIENT_TYPES) - {"auth"}
+    assert set(OK_DATA.values()) == set(ok_defs)
+    assert sorted(e["$ref"] for e in SCHEMA_DOCS["server.ok.json"]["properties"]["data"]["anyOf"]) == \
+        sorted(f"#/$defs/{name}" for name in ok_defs)
+    answered = set()
+    for path, example in examples("server.ok."):
+        request_type = request_type_of_ok_example(path)
+        ok_data_validator(request_type).validate(example["frame"]["data"])
+        answered.add(request_type)
+    assert answered == set(OK_DATA)
+
+
+def test_client_examples_use_only_documented_placeholders():
+    for path, example in examples("client."):
+        placeholders = set(re.findall(r"<[A-Za-z]+>", json.dumps(example["frame"])))
+        assert placeholders <= {"<token>", "<groupId>", "<messageId>"}, path.name
+    readme = (PROTOCOL / "README.md").read_text()
+    for placeholder in ["<token>", "<groupId>", "<messageId>"]:
+        assert f'`"{placeholder}"`' in readme
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
@@ -129,14 +192,33 @@ def test_error_codes_match_the_swift_enum_and_the_readme():
         assert f"`{code}`" in readme, code
 
 
-def test_every_type_the_server_decodes_is_documented_or_listed_as_not_covered():
-    swift = (ROOT / "Sources" / "ChatDomain" / "Protocol" / "ClientFrame.swift").read_text()
-    decoded = re.findall(r'^\s*case "([a-z.]+)":', swift, re.M)
-    assert set(CLIENT_TYPES) <= set(decoded)
+def readme_sections():
     readme = (PROTOCOL / "README.md").read_text()
-    not_covered = readme.split("## Not covered yet", 1)[1].split("\n## ", 1)[0]
-    for t in set(decoded) - set(CLIENT_TYPES):
-        assert f"`{t}`" in not_covered, f"{t}: decoded by the server but neither documented nor listed as not covered"
+    return {part.split("\n", 1)[0]: part for part in readme.split("\n## ")[1:]}
+
+
+def test_every_type_the_server_decodes_is_documented():
+    swift = (SOURCES / "ChatDomain" / "Protocol" / "ClientFrame.swift").read_text()
+    decoded = re.findall(r'^\s*case "([a-z.]+)":', swift, re.M)
+    assert len(decoded) >= 20
+    assert sorted(decoded) == sorted(CLIENT_TYPES), "a type the server decodes has no schema, or a schema no decoder"
+    sections = readme_sections()
+    assert not any("not covered" in title.lower() for title in sections)
+    envelope = sections["Envelope"].split("Server frames", 1)[0]
+    rest = "".join(text for title, text in sections.items() if title != "Envelope")
+    for t in decoded:
+        assert f"`{t}`" in envelope, f"{t}: not in the README's list of client types"
+        assert f"`{t}`" in rest or f'"type": "{t}"' in rest, f"{t}: no README section describes it"
+
+
+def test_every_event_the_server_pushes_is_documented():
+    code = "\n".join(re.sub(r"//.*", "", p.read_text()) for p in sorted(SOURCES.rglob("*.swift")))
+    pushed = set(re.findall(r'\.event\(type: "([a-z.]+)"', code)) | set(re.findall(r'\btype = "([a-z.]+)"', code))
+    assert sorted(pushed) == sorted(CHAT_EVENTS), "an event the server pushes has no schema, or a schema no event"
+    sections = readme_sections()
+    table = sections["Envelope"].split("Server frames", 1)[1]
+    for t in CHAT_EVENTS:
+        assert f"`{t}`" in table, f"{t}: not in the README's table of server frames"
 
 
 def test_close_codes_are_all_in_the_readme():
@@ -201,6 +283,30 @@ def test_asyncapi_messages_cover_every_schema():
     assert payloads == {f"client.{t}.json" for t in CLIENT_TYPES} | {f"server.{t}.json" for t in SERVER_TYPES}
     names = {m["name"] for m in doc["components"]["messages"].values()}
     assert names == set(CLIENT_TYPES) | set(SERVER_TYPES)
+
+
+def test_asyncapi_has_a_send_operation_per_request_and_receives_every_server_frame():
+    doc = yaml.safe_load(ASYNCAPI.read_text())
+    channel = doc["channels"]["chat"]["messages"]
+    assert set(channel) == set(doc["components"]["messages"])
+
+    def payload(ref):   # '#/channels/chat/messages/<key>' -> the payload schema's file name
+        key = ref.rsplit("/", 1)[1]
+        return pathlib.Path(doc["components"]["messages"][key]["payload"]["$ref"]).name
+
+    sent = {}
+    received = set()
+    for name, op in doc["operations"].items():
+        files = [payload(m["$ref"]) for m in op["messages"]]
+        if op["action"] == "send":
+            assert len(files) == 1, name
+            sent[files[0]] = op
+        else:
+            received |= set(files)
+    assert set(sent) == {f"client.{t}.json" for t in CLIENT_TYPES}
+    assert received == {f"server.{t}.json" for t in SERVER_TYPES}
+    for t in CHAT_REQUESTS:   # each chat operation names the shape of its ok data
+        assert f"server.ok.json#/$defs/{OK_DATA[t]}" in sent[f"client.{t}.json"]["description"], t
 
 
 # --- against a running server --------------------------------------------------------------------
@@ -269,39 +375,342 @@ async def close_code(ws, timeout=10):
         return closed.rcvd.code if closed.rcvd else None
 
 
-def with_token(frame, token):
-    return {k: (token if v == "<token>" else v) for k, v in frame.items()}
+class Peer:
+    """A connection whose every incoming frame is checked against server-frame.json. Replies are matched
+    to requests by `id` (events can come before the reply of the request that caused them); events
+    are kept in arrival order."""
+
+    def __init__(self, ws, welcome):
+        self.ws = ws
+        self.welcome = welcome
+        self.user = welcome["userId"]
+        self.events = []
+        self.invalid = []
+        self.pending = {}
+        self.arrived = asyncio.Event()
+        self.ids = iter(range(1, 1_000_000))
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, server, token):
+        ws = await open_ws(server, additional_headers={"Authorization": "Bearer " + token})
+        welcome = await recv(ws)
+        assert welcome["type"] == "welcome", welcome
+        return cls(ws, welcome)
+
+    async def _read(self):
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                try:
+                    SERVER_FRAME.validate(frame)
+                except jsonschema.ValidationError as e:
+                    self.invalid.append((frame, e.message))
+                waiter = self.pending.pop(frame.get("id"), None) if frame.get("type") in ("ok", "error") else None
+                if waiter and not waiter.done():
+                    waiter.set_result(frame)
+                else:
+                    self.events.append(frame)
+                    self.arrived.set()
+        except ConnectionClosed:
+            pass
+
+    async def send(self, frame, timeout=10):
+        """Sends a frame as is; returns its reply (`ok` or `error`)."""
+        future = asyncio.get_running_loop().create_future()
+        self.pending[frame.get("id")] = future
+        await self.ws.send(json.dumps(frame))
+        answer = await asyncio.wait_for(future, timeout)
+        assert not self.invalid, self.invalid
+        return answer
+
+    async def request(self, type_, **fields):
+        return await self.send({"type": type_, "id": f"{self.user}#{next(self.ids)}", **fields})
+
+    async def call(self, type_, **fields):
+        """A request that must succeed: its `ok` data, checked against the request type's data schema."""
+        answer = await self.request(type_, **fields)
+        assert answer["type"] == "ok", (type_, answer)
+        ok_data_validator(type_).validate(answer["data"])
+        return answer["data"]
+
+    async def refused(self, type_, **fields):
+        answer = await self.request(type_, **fields)
+        assert answer["type"] == "error", (type_, answer)
+        return answer["code"]
+
+    async def event(self, type_, match=lambda frame: True, timeout=10):
+        """The first event of that type (and match) seen so far or arriving within the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.events:
+                if frame["type"] == type_ and match(frame):
+                    return frame
+            self.arrived.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.user}: no {type_} event; got {[f['type'] for f in self.events]}")
+            try:
+                await asyncio.wait_for(self.arrived.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    def seen(self, type_, match=lambda frame: True):
+        return [f for f in self.events if f["type"] == type_ and match(f)]
+
+    async def close(self):
+        await self.ws.close()
+        await self.reader
+        assert not self.invalid, self.invalid
+
+
+ADA, BOB, CY, DEE = "user_2aXw9kP1mQz7Lr3tYb", "user_2bQe5nH8cVd4Ks6pJu", "user_2cTn3sW7xLm9Pq1dRa", "user_2dVr6mJ3kXs8Nb2qLc"
+
+
+def direct_id(a, b):
+    return "dm:" + ":".join(sorted([a, b]))
+
+
+def with_placeholders(frame, values):
+    """The frame with `"<token>"`, `"<groupId>"`, `"<messageId>"` replaced (values and object keys)."""
+    text = json.dumps(frame)
+    for placeholder, value in values.items():
+        text = text.replace(f'"{placeholder}"', json.dumps(value))
+    return json.loads(text)
 
 
 def test_every_client_example_gets_valid_replies(live, keys):
-    me = "user_2aXw9kP1mQz7Lr3tYb"
+    """Every client example, sent as ADA (who opened a direct conversation with BOB): an `ok` whose data
+    fits its request type. `<groupId>` is a new group of ADA, BOB and CY for each example, `<messageId>`
+    a new message of ADA in the frame's conversation; the users the examples name have connected."""
     client = dict(examples("client."))
     auth = client.pop(EXAMPLES / "client.auth.json")
 
     async def run():
+        others = [await Peer.connect(live, keys.token(u)) for u in (BOB, CY, DEE)]
         ws = await open_ws(live)
-        await ws.send(json.dumps(with_token(auth["frame"], keys.token(me))))
+        await ws.send(json.dumps(with_placeholders(auth["frame"], {"<token>": keys.token(ADA)})))
         welcome = await reply(ws)
-        assert welcome["type"] == "welcome" and welcome["id"] == auth["frame"]["id"] and welcome["userId"] == me
+        assert welcome["type"] == "welcome" and welcome["id"] == auth["frame"]["id"] and welcome["userId"] == ADA
+        ada = Peer(ws, welcome)
         # Give the directory something to return for the users.query example ("ada", online).
-        live.db.users.update_one({"clerkId": me}, {"$set": {
+        live.db.users.update_one({"clerkId": ADA}, {"$set": {
             "username": "ada", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com",
             "imageUrl": "https://img.example.com/ada.png"}})
+        dm = (await ada.call("conversation.direct", userId=BOB))["conversation"]["conversationId"]
+        assert dm == direct_id(ADA, BOB)
         seen = set()
         for path, example in sorted(client.items()):
-            frame = with_token(example["frame"], keys.token(me))
-            await ws.send(json.dumps(frame))
-            answer = await reply(ws)
+            values = {"<token>": keys.token(ADA)}
+            text = json.dumps(example["frame"])
+            if "<groupId>" in text:
+                values["<groupId>"] = (await ada.call("conversation.create", name="setup", members=[BOB, CY]))["conversation"]["conversationId"]
+            if "<messageId>" in text:
+                target = with_placeholders(example["frame"], values)["conversationId"]
+                values["<messageId>"] = (await ada.call("message.send", conversationId=target, clientId=f"setup-{path.name}",
+                                                        text="to be changed"))["messageId"]
+            frame = with_placeholders(example["frame"], values)
+            CLIENT_FRAME.validate(frame)
+            answer = await ada.send(frame)
             assert answer["type"] == "ok", (path.name, answer)
             assert answer.get("id") == frame.get("id"), path.name
-            seen.add(frame["type"])
-            if frame["type"] == "users.query" and frame.get("search") == "ada":
-                assert [u["userId"] for u in answer["data"]["users"]] == [me]
-                assert answer["data"]["users"][0]["username"] == "ada"
-            if frame["type"] == "presence.subscribe":
-                assert [u["userId"] for u in answer["data"]["users"]] == frame["userIds"]
+            t = frame["type"]
+            ok_data_validator(t).validate(answer["data"])
+            seen.add(t)
+            data = answer["data"]
+            if t == "users.query" and frame.get("search") == "ada":
+                assert [u["userId"] for u in data["users"]] == [ADA]
+                assert data["users"][0]["username"] == "ada"
+            if t == "presence.subscribe":
+                assert [u["userId"] for u in data["users"]] == frame["userIds"]
+            if t.startswith("conversation."):
+                conversation = data["conversation"]
+                if "conversationId" in frame:
+                    assert conversation["conversationId"] == frame["conversationId"]
+                members = conversation["members"]
+                expected = {"conversation.direct": lambda: conversation["conversationId"] == dm,
+                            "conversation.create": lambda: members == [ADA] + frame["members"] and conversation["name"] == frame["name"],
+                            "conversation.rename": lambda: conversation["name"] == frame["name"],
+                            "conversation.add": lambda: set(frame["userIds"]) <= set(members),
+                            "conversation.remove": lambda: frame["userId"] not in members,
+                            "conversation.leave": lambda: ADA not in members}[t]
+                assert expected(), (path.name, conversation)
+            if t == "conversations.list":
+                assert dm in [c["conversationId"] for c in data["conversations"]]
+            if t == "message.send":
+                assert (data["conversationId"], data["clientId"]) == (frame["conversationId"], frame["clientId"])
+                again = await ada.send({**frame, "id": "resent"})   # the same clientId: the same ack
+                assert again == {"type": "ok", "id": "resent", "data": data}
+            if t == "message.edit":
+                assert data["message"]["text"] == frame["text"] and data["message"]["editedAt"]
+            if t == "message.delete":
+                assert data["message"]["deleted"] is True and data["message"]["messageId"] == frame["messageId"]
+            if t == "history":
+                assert [m["seq"] for m in data["messages"]] == sorted(m["seq"] for m in data["messages"])
+            if t == "sync":
+                for entry in data["conversations"]:
+                    position = frame.get("positions", {}).get(entry["conversation"]["conversationId"], 0)
+                    assert [m["seq"] for m in entry["messages"]] == list(range(position + 1, position + 1 + len(entry["messages"])))
+            if t == "read":
+                assert data["seq"] <= frame["seq"]
+            if t == "typing":
+                assert data == {"sent": True}
         assert seen == set(CLIENT_TYPES) - {"auth"}
-        await ws.close()
+        # The events the examples caused reached the examples' users, and fit the schemas (checked on arrival).
+        assert {f["type"] for f in ada.events} >= {"conversation", "message", "message.updated", "message.deleted", "read"}
+        assert (await others[0].event("typing"))["userId"] == ADA
+        for peer in [ada] + others:
+            await peer.close()
+
+    asyncio.run(run())
+
+
+def test_chat_events_reach_the_documented_connections(live, keys):
+    """Who gets which event (README: Delivery order and multiple devices), every frame schema-checked."""
+    async def run():
+        ada1, ada2 = await Peer.connect(live, keys.token(ADA)), await Peer.connect(live, keys.token(ADA))
+        bob, cy = await Peer.connect(live, keys.token(BOB)), await Peer.connect(live, keys.token(CY))
+        everyone = [ada1, ada2, bob, cy]
+
+        group = (await ada1.call("conversation.create", name="Launch team", members=[BOB]))["conversation"]
+        gid = group["conversationId"]
+        assert re.fullmatch(r"g_[0-9a-f]{32}", gid) and group["members"] == [ADA, BOB] and group["lastSeq"] == 0
+        for peer in (ada1, ada2, bob):
+            assert (await peer.event("conversation"))["conversation"] == group
+        added = (await ada1.call("conversation.add", conversationId=gid, userIds=[CY, BOB]))["conversation"]
+        assert added["members"] == [ADA, BOB, CY]
+        assert (await cy.event("conversation"))["conversation"] == added
+
+        ack = await ada1.call("message.send", conversationId=gid, clientId="c-1", text="Kick-off moved to Thursday ☕")
+        assert ack["seq"] == 1 and ack["clientId"] == "c-1" and ack["conversationId"] == gid
+        for peer in everyone:   # every member's connections, the sender's (both) included
+            message = (await peer.event("message"))["message"]
+            assert (message["messageId"], message["seq"], message["senderId"]) == (ack["messageId"], 1, ADA)
+            assert message["createdAt"] == ack["createdAt"] and message["editedAt"] is None and "senderDeleted" not in message
+        assert await ada1.call("message.send", conversationId=gid, clientId="c-1", text="again?") == ack
+        second = await bob.call("message.send", conversationId=gid, clientId="c-1", text="same clientId, other sender")
+        assert second["seq"] == 2   # idempotency is per sender
+        await ada2.event("message", lambda f: f["message"]["seq"] == 2)
+        assert [f["message"]["seq"] for f in ada2.seen("message")] == [1, 2]   # no event for the resent one
+
+        edited = (await ada1.call("message.edit", conversationId=gid, messageId=ack["messageId"], text="Thursday 10:00"))["message"]
+        assert edited["text"] == "Thursday 10:00" and edited["editedAt"]
+        for peer in everyone:
+            assert (await peer.event("message.updated"))["message"] == edited
+        assert await bob.refused("message.edit", conversationId=gid, messageId=ack["messageId"], text="mine now") == "forbidden"
+        deleted = (await ada1.call("message.delete", conversationId=gid, messageId=ack["messageId"]))["message"]
+        assert deleted["deleted"] is True and deleted["text"] is None and deleted["editedAt"] == edited["editedAt"]
+        for peer in everyone:
+            assert (await peer.event("message.deleted"))["message"] == deleted
+        assert await ada1.refused("message.delete", conversationId=gid, messageId=ack["messageId"]) == "not_found"
+
+        assert await cy.call("read", conversationId=gid, seq=99) == {"conversationId": gid, "seq": 2}   # capped at lastSeq
+        for peer in everyone:   # the reader's own connection too
+            receipt = await peer.event("read")
+            assert (receipt["userId"], receipt["seq"]) == (CY, 2)
+        assert (await cy.call("read", conversationId=gid, seq=1))["seq"] == 2   # never backwards
+        listed = {c["conversationId"]: c for c in (await ada1.call("conversations.list"))["conversations"]}
+        assert listed[gid]["unread"] == 1 and listed[gid]["lastSeq"] == 2   # BOB's; ADA's own one is deleted anyway
+        assert listed[gid]["lastMessage"]["seq"] == 2
+
+        assert await bob.call("typing", conversationId=gid) == {"sent": True}
+        for peer in (ada1, ada2, cy):
+            typing = await peer.event("typing")
+            assert (typing["userId"], typing["conversationId"], typing["expiresInMs"]) == (BOB, gid, 5000)
+        assert await bob.call("typing", conversationId=gid) == {"sent": False}   # within 2 s: dropped
+
+        page = await cy.call("history", conversationId=gid)
+        assert [m["seq"] for m in page["messages"]] == [1, 2] and page["hasMore"] is False
+        assert page["messages"][0]["deleted"] is True and page["messages"][0]["text"] is None
+        older = await cy.call("history", conversationId=gid, before=2, limit=1)
+        assert [m["seq"] for m in older["messages"]] == [1] and older["hasMore"] is False
+        newer = await cy.call("history", conversationId=gid, after=0, limit=1)
+        assert [m["seq"] for m in newer["messages"]] == [1] and newer["hasMore"] is True
+        synced = (await cy.call("sync", positions={gid: 1}))["conversations"]
+        assert [(e["conversation"]["conversationId"], [m["seq"] for m in e["messages"]], e["hasMore"]) for e in synced] == [(gid, [2], False)]
+        assert (await cy.call("sync", positions={gid: 2}))["conversations"] == []
+
+        removed = (await ada1.call("conversation.remove", conversationId=gid, userId=CY))["conversation"]
+        assert removed["members"] == [ADA, BOB]
+        assert (await cy.event("conversation", lambda f: CY not in f["conversation"]["members"]))["conversation"] == removed
+        assert await cy.refused("history", conversationId=gid) == "forbidden"
+        assert await cy.refused("typing", conversationId=gid) == "forbidden"
+        assert await cy.call("sync") == {"conversations": []}
+
+        left = (await bob.call("conversation.leave", conversationId=gid))["conversation"]
+        assert left["members"] == [ADA]
+        await ada2.event("conversation", lambda f: f["conversation"]["members"] == [ADA])
+
+        # Typing never reaches the typer's own connections.
+        assert not ada1.seen("typing", lambda f: f["userId"] == ADA) and not bob.seen("typing")
+        for peer in everyone:
+            await peer.close()
+        assert {f["type"] for f in ada2.events} == set(CHAT_EVENTS)   # all six seen, and schema-checked
+
+    asyncio.run(run())
+
+
+def test_direct_conversations_and_chat_errors(live, keys):
+    """Refusals come with the request's id and the documented code; frames the server refuses as
+    `bad_request` or `invalid_message` are refused by client-frame.json too."""
+    async def run():
+        ada, bob = await Peer.connect(live, keys.token(ADA)), await Peer.connect(live, keys.token(BOB))
+        eve = await Peer.connect(live, keys.token("user_2eEv1lPq0Zx9Wm8Kt"))
+        dm = (await bob.call("conversation.direct", userId=ADA))["conversation"]
+        assert dm == {**dm, "conversationId": direct_id(ADA, BOB), "kind": "direct", "name": None, "members": sorted([ADA, BOB])}
+        assert (await ada.event("conversation"))["conversation"] == dm
+        assert (await ada.call("conversation.direct", userId=BOB))["conversation"] == dm   # the same one, no new event
+        cid = dm["conversationId"]
+        exact = "é" * (MAX_TEXT // 2)   # exactly 8000 bytes
+        assert (await ada.call("message.send", conversationId=cid, clientId="max", text=exact))["seq"] == 1
+        # The limit counts bytes (which the schema cannot): one more 2-byte character is too long.
+        assert await ada.refused("message.send", conversationId=cid, clientId="max+1", text=exact + "é") == "invalid_message"
+
+        for frame, code in [
+            ({"type": "message.send", "conversationId": cid, "clientId": "c", "text": "   \n"}, "invalid_message"),
+            ({"type": "message.send", "conversationId": cid, "clientId": "c", "text": "x" * (MAX_TEXT + 1)}, "invalid_message"),
+            ({"type": "message.send", "conversationId": cid, "clientId": "c"}, "bad_request"),
+            ({"type": "message.send", "conversationId": cid, "clientId": "c" * 129, "text": "hi"}, "bad_request"),
+            ({"type": "message.send", "conversationId": "has space", "clientId": "c", "text": "hi"}, "bad_request"),
+            ({"type": "message.edit", "conversationId": cid, "messageId": "", "text": "hi"}, "bad_request"),
+            ({"type": "history", "conversationId": cid, "before": 5, "after": 1}, "bad_request"),
+            ({"type": "history", "conversationId": cid, "limit": 201}, "bad_request"),
+            ({"type": "sync", "positions": {cid: True}}, "bad_request"),
+            ({"type": "sync", "positions": {cid: -1}}, "bad_request"),
+            ({"type": "read", "conversationId": cid, "seq": -1}, "bad_request"),
+            ({"type": "read", "conversationId": cid}, "bad_request"),
+            ({"type": "conversations.list", "limit": 0}, "bad_request"),
+            ({"type": "conversation.create", "name": "  ", "members": []}, "bad_request"),
+            ({"type": "conversation.create", "name": "n" * 201, "members": []}, "bad_request"),
+            ({"type": "conversation.create", "name": "no members field"}, "bad_request"),
+            ({"type": "conversation.direct", "userId": "has space"}, "bad_request"),
+            ({"type": "typing", "conversationId": ""}, "bad_request"),
+        ]:
+            with pytest.raises(jsonschema.ValidationError):
+                CLIENT_FRAME.validate(frame)
+            answer = await ada.send({**frame, "id": "bad"})
+            assert (answer["type"], answer["code"], answer["id"]) == ("error", code, "bad"), (frame, answer)
+
+        group = (await ada.call("conversation.create", name="g", members=[]))["conversation"]["conversationId"]
+        for who, type_, fields, code in [
+            (ada, "conversation.direct", {"userId": ADA}, "bad_request"),
+            (ada, "conversation.direct", {"userId": "user_never_connected"}, "not_found"),
+            (ada, "conversation.create", {"name": "g", "members": ["user_never_connected"]}, "not_found"),
+            (ada, "conversation.rename", {"conversationId": cid, "name": "x"}, "bad_request"),
+            (ada, "conversation.leave", {"conversationId": cid}, "bad_request"),
+            (ada, "conversation.remove", {"conversationId": group, "userId": BOB}, "not_found"),
+            (ada, "conversation.add", {"conversationId": group, "userIds": ["user_never_connected"]}, "not_found"),
+            (ada, "history", {"conversationId": "g_00000000000000000000000000000000"}, "not_found"),
+            (ada, "message.edit", {"conversationId": cid, "messageId": "m_nope", "text": "hi"}, "not_found"),
+            (eve, "history", {"conversationId": cid}, "forbidden"),
+            (eve, "message.send", {"conversationId": cid, "clientId": "e", "text": "let me in"}, "forbidden"),
+            (eve, "read", {"conversationId": cid, "seq": 1}, "forbidden"),
+            (eve, "conversation.leave", {"conversationId": group}, "forbidden"),
+        ]:
+            CLIENT_FRAME.validate({"type": type_, **fields})
+            assert await who.refused(type_, **fields) == code, (type_, fields)
+        for peer in (ada, bob, eve):
+            await peer.close()
 
     asyncio.run(run())
 

@@ -152,7 +152,6 @@ struct lws *chat_lws_connect(chat_lws *s, const char *host, int port, const char
     i.port = port;
     i.path = path;
     i.host = host;
-    i.origin = host;
     i.protocol = s->ws_protocol;
     i.local_protocol_name = s->ws_protocol;
     i.opaque_user_data = opaque_user_data;

@@ -34,6 +34,7 @@ extension ChatChannel {
                 ["conversations": .array(listed.map { item in
                     var o = item.conversation.json
                     o["unread"] = .int(item.unread)
+                    o["reads"] = .object(item.reads.mapValues { .int($0) })
                     o["lastMessage"] = item.lastMessage.map { m in .object(Dictionary(uniqueKeysWithValues: m.fields.map { ($0.0, Self.json($0.1)) })) } ?? .null
                     return .object(o)
                 })]

@@ -81,6 +81,9 @@ public enum ChatStore {
             case .leave:
                 update = ["$pull": ["members": .string(me)], "$set": ["updatedAt": .date(now)]]
             }
+            if case .add(let users) = change, Set(users).isSubset(of: Set(before.members)) {
+                throw ChatError.invalid("already members")
+            }
             try tx.collection(conversations).updateOne(["_id": .string(id)], update)
             let after = try load(id, on: tx)!
             let audience = Array(Set(before.members + after.members)).sorted()
@@ -92,22 +95,27 @@ public enum ChatStore {
         public let conversation: Conversation
         public let lastMessage: BSONDocument?
         public let unread: Int64
+        /// Every member's "read up to" position (receipts missed while offline).
+        public let reads: [String: Int64]
     }
 
     /// The user's conversations, latest activity first, each with its last message and unread count.
     public static func list(_ me: String, limit: Int, on c: MongoConnection) throws -> [Listed] {
         let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: limit)
-        let readDocs = try c.collection(reads).find(["userId": .string(me),
-                                                     "conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
-        let readSeq = Dictionary(readDocs.compactMap { d in d["conversationId"]?.stringValue.map { ($0, d["seq"]?.int64Value ?? 0) } },
-                                 uniquingKeysWith: max)
+        let readDocs = try c.collection(reads).find(["conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
+        var positions: [String: [String: Int64]] = [:]
+        for d in readDocs {
+            guard let conversation = d["conversationId"]?.stringValue, let user = d["userId"]?.stringValue else { continue }
+            positions[conversation, default: [:]][user] = d["seq"]?.int64Value ?? 0
+        }
         return try docs.compactMap { doc in
             guard let conversation = decode(doc) else { return nil }
             let unread = try c.collection(messages).count([
-                "conversationId": .string(conversation.id), "seq": ["$gt": .int64(readSeq[conversation.id] ?? 0)],
+                "conversationId": .string(conversation.id), "seq": ["$gt": .int64(positions[conversation.id]?[me] ?? 0)],
                 "senderId": ["$ne": .string(me)], "deleted": ["$ne": .bool(true)],
             ])
-            return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread)
+            return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread,
+                          reads: positions[conversation.id] ?? [:])
         }
     }
 
@@ -209,11 +217,16 @@ public enum ChatStore {
             switch change {
             case .edit(let text):
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .string(text), "editedAt": .date(now)]])
+                try tx.collection(conversations).updateOne(["_id": .string(conversationID), "lastMessage.messageId": .string(messageID)],
+                                                           ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
                 m.text = text
                 m.editedAt = now
                 type = "message.updated"
             case .delete:
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .null, "deleted": .bool(true), "deletedAt": .date(now)]])
+                // The list preview must not keep showing deleted text.
+                try tx.collection(conversations).updateOne(["_id": .string(conversationID), "lastMessage.messageId": .string(messageID)],
+                                                           ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
                 m.text = nil
                 m.deleted = true
                 type = "message.deleted"

@@ -1,1 +1,1 @@
-print("chat-client: under construction")
+ChatClientCommand.main()

@@ -143,7 +143,8 @@ extension ClientFrame {
             return ClientFrame(id: id, request: .history(HistoryQuery(conversationID: try fields.conversationID(), before: before,
                                                                       after: after, limit: try fields.limit(default: 50))))
         case "sync":
-            guard let raw = object["positions"] ?? [String: Any]() as Any?, let positions = raw as? [String: Any] else {
+            let raw = object["positions"].flatMap { $0 is NSNull ? nil : $0 } ?? [String: Any]()
+            guard let positions = raw as? [String: Any] else {
                 throw FrameError(.badRequest, "positions must be an object of conversationId -> last seq", id: id)
             }
             var parsed: [String: Int64] = [:]

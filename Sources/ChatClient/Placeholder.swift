@@ -1,1 +1,0 @@
-// The typed protocol client: see ChatConnection.swift.
