@@ -105,9 +105,9 @@ public final class ChatServerApp {
         let events = ChangeFeed(database: database, collection: ChatStore.events, pipeline: [
             ["$match": ["operationType": .string("insert")]],
         ], logger: logger) { change in
-            guard let doc = change["fullDocument"]?.documentValue, let (origin, fanout) = ChatStore.fanout(fromEvent: doc),
+            guard let doc = change["fullDocument"]?.documentValue, let (origin, fanouts) = ChatStore.fanouts(fromEvent: doc),
                   origin != instanceID else { return }   // this instance delivered its own events already
-            post { channel.deliver(fanout) }
+            post { fanouts.forEach(channel.deliver) }
         }
         feeds = [users, sessions, events]
         feeds.forEach { $0.start() }

@@ -140,64 +140,76 @@ public enum ChatStore {
         case failed(ChatError)
     }
 
-    /// Stores many senders' messages in one transaction: per conversation one `$inc` of the sequence
-    /// counter for the whole group, one insert of the messages, one of their events. The sequence is
-    /// gap-free because the counter and the messages commit together.
+    /// Stores many senders' messages in one transaction and a constant number of round trips,
+    /// whatever the number of conversations: one read of the conversations, one of earlier sends with
+    /// the same client ids, one bulk of sequence-counter updates, one insert of the messages, one of
+    /// their events (one per conversation). The sequence is gap-free because counters and messages
+    /// commit together; a concurrent writer makes the counter check fail and the batch is retried.
     public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
         try c.withTransaction { tx in
             var results = [SendResult?](repeating: nil, count: sends.count)
-            var fanouts: [Fanout] = []
-            let byConversation = Dictionary(grouping: sends.indices, by: { sends[$0].conversationID })
-            for conversationID in byConversation.keys.sorted() {
-                let indices = byConversation[conversationID]!
-                guard let conversation = try load(conversationID, on: tx) else {
-                    for i in indices { results[i] = .failed(.notFound("no conversation \(conversationID)")) }
+            let ids = Set(sends.map(\.conversationID)).sorted()
+            var conversationsByID: [String: Conversation] = [:]
+            for doc in try tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
+                if let conv = decode(doc) { conversationsByID[conv.id] = conv }
+            }
+            var known: [String: ChatMessage] = [:]
+            let earlier = try tx.collection(messages).find([
+                "conversationId": ["$in": .array(ids.map { .string($0) })],
+                "clientId": ["$in": .array(Set(sends.map(\.clientID)).map { .string($0) })],
+            ])
+            for doc in earlier { if let m = message(doc) { known[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
+
+            var fresh: [String: [ChatMessage]] = [:]
+            var next: [String: Int64] = [:]
+            for (i, send) in sends.enumerated() {
+                guard let conversation = conversationsByID[send.conversationID] else {
+                    results[i] = .failed(.notFound("no conversation \(send.conversationID)"))
                     continue
                 }
-                let existing = try tx.collection(messages).find([
-                    "conversationId": .string(conversationID),
-                    "clientId": ["$in": .array(Set(indices.map { sends[$0].clientID }).map { .string($0) })],
-                ])
-                var known: [String: ChatMessage] = [:]
-                for doc in existing { if let m = message(doc) { known[m.senderID + "\u{0}" + m.clientID] = m } }
-                var fresh: [(Int, ChatMessage)] = []
-                var next = conversation.lastSeq
-                for i in indices {
-                    let send = sends[i]
-                    guard conversation.members.contains(send.senderID) else {
-                        results[i] = .failed(.forbidden("not a member of \(conversationID)"))
-                        continue
-                    }
-                    let key = send.senderID + "\u{0}" + send.clientID
-                    if let earlier = known[key] { results[i] = .stored(earlier, fresh: false); continue }
-                    next += 1
-                    let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
-                                        conversationID: conversationID, seq: next, senderID: send.senderID,
-                                        clientID: send.clientID, text: send.text, createdAt: now)
-                    known[key] = m
-                    fresh.append((i, m))
-                    results[i] = .stored(m, fresh: true)
+                guard conversation.members.contains(send.senderID) else {
+                    results[i] = .failed(.forbidden("not a member of \(send.conversationID)"))
+                    continue
                 }
-                guard let last = fresh.last?.1 else { continue }
-                let updated = try tx.collection(conversations).updateOne(
-                    ["_id": .string(conversationID), "lastSeq": .int64(conversation.lastSeq)],
-                    ["$inc": ["lastSeq": .int64(Int64(fresh.count))], "$set": [
-                        "updatedAt": .date(now),
-                        "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
-                                        "text": .string(String(last.text?.prefix(200) ?? "")), "createdAt": .date(now)],
-                    ]])
-                // Another transaction moved the counter between our read and write: retry the batch.
-                guard updated.matched == 1 else { throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq") }
-                try tx.collection(messages).insertMany(fresh.map { document($0.1) })
-                var eventDocs: [BSONDocument] = []
-                for (_, m) in fresh {
-                    let frame = ServerFrame.event(type: "message", fields: ["message": .object(m.json)]).encoded()
-                    let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: nil, seq: m.seq, frame: frame)
-                    fanouts.append(f)
-                    eventDocs.append(eventDocument(f, origin: origin, now: now))
-                }
-                try tx.collection(events).insertMany(eventDocs)
+                let key = send.conversationID + "\u{0}" + send.senderID + "\u{0}" + send.clientID
+                if let stored = known[key] { results[i] = .stored(stored, fresh: false); continue }
+                let seq = (next[send.conversationID] ?? conversation.lastSeq) + 1
+                next[send.conversationID] = seq
+                let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+                                    conversationID: send.conversationID, seq: seq, senderID: send.senderID,
+                                    clientID: send.clientID, text: send.text, createdAt: now)
+                known[key] = m
+                fresh[send.conversationID, default: []].append(m)
+                results[i] = .stored(m, fresh: true)
             }
+            guard !fresh.isEmpty else { return (results.map { $0 ?? .failed(.invalid("not processed")) }, []) }
+
+            let counters: [(filter: BSONDocument, update: BSONDocument)] = fresh.keys.sorted().map { id in
+                let list = fresh[id]!, last = list.last!
+                return (["_id": .string(id), "lastSeq": .int64(conversationsByID[id]!.lastSeq)],
+                        ["$inc": ["lastSeq": .int64(Int64(list.count))], "$set": [
+                            "updatedAt": .date(now),
+                            "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
+                                            "text": .string(String(last.text?.prefix(200) ?? "")), "createdAt": .date(now)],
+                        ]])
+            }
+            // Another transaction moved a counter between our read and write: retry the batch.
+            guard try tx.collection(conversations).bulkUpdateOne(counters) == Int64(counters.count) else {
+                throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
+            }
+            try tx.collection(messages).insertMany(fresh.keys.sorted().flatMap { fresh[$0]!.map(document) })
+            var fanouts: [Fanout] = []
+            var eventDocs: [BSONDocument] = []
+            for id in fresh.keys.sorted() {
+                let members = conversationsByID[id]!.members
+                let batch = fresh[id]!.map { m in
+                    Fanout(conversationID: id, recipients: members, exclude: nil, seq: m.seq,
+                           frame: ServerFrame.event(type: "message", fields: ["message": .object(m.json)]).encoded())
+                }
+                fanouts += batch
+                eventDocs.append(eventDocument(batch, origin: origin, now: now))
+            }
+            try tx.collection(events).insertMany(eventDocs)
             return (results.map { $0 ?? .failed(.invalid("not processed")) }, fanouts)
         }
     }
@@ -311,21 +323,33 @@ public enum ChatStore {
 
     // MARK: mapping
 
-    public static func fanout(fromEvent doc: BSONDocument) -> (origin: String, Fanout)? {
+    /// The fan-outs an `events` record carries (several messages of one conversation share one record,
+    /// so the recipient list is stored once per batch, not once per message).
+    public static func fanouts(fromEvent doc: BSONDocument) -> (origin: String, [Fanout])? {
         guard let origin = doc["origin"]?.stringValue, let conversation = doc["conversationId"]?.stringValue,
-              let payload = doc["payload"]?.stringValue, let recipients = doc["recipients"]?.arrayValue else { return nil }
-        return (origin, Fanout(conversationID: conversation, recipients: recipients.compactMap(\.stringValue),
-                               exclude: doc["exclude"]?.stringValue, seq: doc["seq"]?.int64Value, frame: Array(payload.utf8)))
+              let frames = doc["frames"]?.arrayValue, let recipients = doc["recipients"]?.arrayValue else { return nil }
+        let members = recipients.compactMap(\.stringValue)
+        let seqs = doc["seqs"]?.arrayValue
+        let exclude = doc["exclude"]?.stringValue
+        return (origin, frames.enumerated().compactMap { i, frame in
+            frame.stringValue.map { Fanout(conversationID: conversation, recipients: members, exclude: exclude,
+                                           seq: seqs?[i].int64Value, frame: Array($0.utf8)) }
+        })
     }
 
     static func eventDocument(_ f: Fanout, origin: String, now: Date) -> BSONDocument {
+        eventDocument([f], origin: origin, now: now)
+    }
+
+    static func eventDocument(_ batch: [Fanout], origin: String, now: Date) -> BSONDocument {
+        let first = batch[0]
         var doc: BSONDocument = [
-            "conversationId": .string(f.conversationID), "recipients": .array(f.recipients.map { .string($0) }),
-            "payload": .string(String(decoding: f.frame, as: UTF8.self)), "origin": .string(origin),
+            "conversationId": .string(first.conversationID), "recipients": .array(first.recipients.map { .string($0) }),
+            "frames": .array(batch.map { .string(String(decoding: $0.frame, as: UTF8.self)) }), "origin": .string(origin),
             "expireAt": .date(now.addingTimeInterval(eventRetention)),
         ]
-        if let exclude = f.exclude { doc["exclude"] = .string(exclude) }
-        if let seq = f.seq { doc["seq"] = .int64(seq) }
+        if let exclude = first.exclude { doc["exclude"] = .string(exclude) }
+        if first.seq != nil { doc["seqs"] = .array(batch.map { .int64($0.seq ?? 0) }) }
         return doc
     }
 

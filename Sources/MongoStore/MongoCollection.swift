@@ -59,6 +59,22 @@ public final class MongoCollection {
                             upserted: r["upsertedId"] != nil)
     }
 
+    /// Several single-document updates in one round trip (unordered). Returns the matched count.
+    public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)]) throws(DatabaseError) -> Int64 {
+        guard !updates.isEmpty else { return 0 }
+        let reply = bson_new()!
+        defer { bson_destroy(reply) }
+        var error = bson_error_t()
+        let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
+        defer { mongoc_bulk_operation_destroy(bulk) }
+        for (filter, update) in updates {
+            let added = filter.withBSON { f in update.withBSON { u in mongoc_bulk_operation_update_one_with_opts(bulk, f, u, nil, &error) } }
+            if !added { throw DatabaseError(error) }
+        }
+        if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["nMatched"]?.int64Value ?? 0
+    }
+
     @discardableResult
     public func updateMany(_ filter: BSONDocument, _ update: BSONDocument) throws(DatabaseError) -> UpdateResult {
         let reply = bson_new()!
