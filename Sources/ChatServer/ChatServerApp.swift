@@ -146,6 +146,7 @@ public final class ChatServerApp {
         let grace = TimeInterval(config.shutdownGraceSeconds)
         lifecycle = .draining(deadline: Date().addingTimeInterval(grace))
         logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        router.draining = true
         channel.drain { [weak self] in self?.server.stop() }
         // A bound on draining, whatever is still in flight.
         DispatchQueue.global().asyncAfter(deadline: .now() + grace) { [weak self] in self?.server.stop() }

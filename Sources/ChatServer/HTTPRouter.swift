@@ -7,6 +7,8 @@ final class HTTPRouter: HTTPService {
     private let metrics: ServerMetrics
     private let webhook: WebhookRoute
     private let webSocketPath: String
+    /// Set at SIGTERM: readiness turns 503 so that load balancers stop sending new clients.
+    var draining = false
 
     init(monitor: DatabaseMonitor, metrics: ServerMetrics, webhook: WebhookRoute, webSocketPath: String) {
         self.monitor = monitor
@@ -21,6 +23,7 @@ final class HTTPRouter: HTTPService {
             return only(.get, head) { .respond(.json(200, ["status": "ok"])) }
         case "/readyz":
             return only(.get, head) {
+                if draining { return .respond(.json(503, ["status": "unavailable", "reason": "shutting down"])) }
                 switch monitor.state {
                 case .ready: return .respond(.json(200, ["status": "ready"]))
                 case .connecting: return .respond(.json(503, ["status": "unavailable", "reason": "connecting to MongoDB"]))
