@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "chat-bench", dependencies: [
-            "ChatClient", "WebSocketClient", "ClerkAuth", "ChatDomain",
+            "ChatClient", "WebSocketClient", "ClerkAuth", "ChatDomain", "COpenSSL",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),

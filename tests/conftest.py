@@ -1,6 +1,8 @@
 """Fixtures for the end-to-end tests that drive chat-server with third-party clients
 (the official Svix signer, pymongo, websockets, PyJWT). `make test` sets the environment."""
+import atexit
 import os
+import sys
 import pathlib
 import re
 import signal
@@ -15,6 +17,18 @@ import pymongo
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+_children = []
+
+
+def _reap():
+    # Databases and servers started here must not outlive the run, even when it is interrupted.
+    for proc in _children:
+        if proc.poll() is None:
+            proc.kill()
+
+
+atexit.register(_reap)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 FIXTURES = ROOT / "Tests" / "Fixtures" / "clerk"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SERVER_BIN = os.environ.get("CHAT_SERVER_BIN", str(ROOT / ".build" / "debug" / "chat-server"))
@@ -55,6 +69,7 @@ class Mongo:
         self.proc = subprocess.Popen(
             [SECANTUSD, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", self.storage,
              "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _children.append(self.proc)
         assert wait_port(self.port), "embedded MongoDB did not start"
 
     def kill(self):
@@ -76,6 +91,7 @@ class Server:
         self.lines = []
         self.proc = subprocess.Popen([SERVER_BIN, "serve", "--env-file", "/nonexistent"], env=full,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _children.append(self.proc)
         self.port = None
         ready = threading.Event()
 

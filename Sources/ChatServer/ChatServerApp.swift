@@ -102,8 +102,9 @@ public final class ChatServerApp {
             post { channel.sessionEnded(sessionID: id) }
         }
         let instanceID = self.instanceID
+        // This instance's own events are filtered out by the server, so they are never shipped back here.
         let events = ChangeFeed(database: database, collection: ChatStore.events, pipeline: [
-            ["$match": ["operationType": .string("insert")]],
+            ["$match": ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(instanceID)]]],
         ], logger: logger) { change in
             guard let doc = change["fullDocument"]?.documentValue, let (origin, fanouts) = ChatStore.fanouts(fromEvent: doc),
                   origin != instanceID else { return }   // this instance delivered its own events already

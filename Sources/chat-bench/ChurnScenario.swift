@@ -18,6 +18,8 @@ struct Churn: ParsableCommand {
     var users: Int?
     @Option(help: "Fraction of connections that close right after sending auth, before the welcome.")
     var abruptFraction: Double = 0.1
+    @Option(help: "Most seconds to wait, after the last scheduled open, for every connection to be welcomed and closed.")
+    var drain: Double = 45
     @Option(help: "Seconds to wait after the last close before reading presence.")
     var settle: Double = 3
     @Option(help: "MongoDB URI (with the server's database) for a pymongo cross-check of users and connection records.")
@@ -71,8 +73,8 @@ struct Churn: ParsableCommand {
             return true
         }
         sleepSeconds(duration)
-        // Every connection closes `hold` after its welcome; ones never welcomed are given up after 15 s.
-        let allClosed = harness.waitUntil(timeout: hold + 15, poll: 0.05) {
+        // Every connection closes `hold` after its welcome; ones never welcomed are given up after `drain`.
+        let allClosed = harness.waitUntil(timeout: hold + drain, poll: 0.05) {
             started == total && conns.allSatisfy { $0.state == .closed }
         }
         ticker.stop()

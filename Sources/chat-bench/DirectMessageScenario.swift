@@ -121,7 +121,7 @@ struct DirectMessages: ParsableCommand {
             "cpu_percent": usage, "errors": harness.errorCodes,
         ]
         report.parametersText = "\(pairs) pairs, \(fmtInt(rate)) msg/s for \(fmt(duration, 0)) s, persisted (ack after commit)"
-        report.resultsText = "\(a) of \(total) acked, \(d) delivered; send→ack \(ackLat.text); send→delivery \(delLat.text); "
+        report.resultsText = "\(a) of \(total) acked (\(fmtInt(Double(a) / max(elapsed, duration))) msgs/s stored), \(d) delivered; send→ack \(ackLat.text); send→delivery \(delLat.text); "
             + "connections lost \(dropped); cpu \(CPUMeter.text(usage))"
         report.target = "1,000 msgs/s persisted and delivered, p99 send→delivery ≤ 20 ms"
         let met = rate >= 1000 && a == total && d == a && delLat.p99ms <= 20

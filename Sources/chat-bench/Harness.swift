@@ -119,6 +119,8 @@ final class Harness {
     private(set) var rampFailed = 0
     private var rampTotal = 0
     private var rampLastNs: UInt64 = 0
+    /// Welcome times of the current ramp, in order.
+    private(set) var rampWelcomes: [UInt64] = []
 
     /// Loops are never deinitialized: destroying the lws context while its service thread may still be
     /// inside lws_service (the loop offers no join) could crash the process on its way out.
@@ -179,9 +181,19 @@ final class Harness {
             rampFailed = 0
             rampTotal = conns.count
             rampLastNs = start
+            rampWelcomes = []
             pumpRamp()
         }
-        let finished = waitUntil(timeout: timeout, poll: 0.05) { [self] in rampDone == rampTotal }
+        var lastReport = start
+        let finished = waitUntil(timeout: timeout, poll: 0.05) { [self] in
+            let now = monoNow()
+            if now - lastReport >= 10_000_000_000 {
+                lastReport = now
+                let recent = rampWelcomes.reversed().prefix { $0 + 10_000_000_000 >= now }.count
+                print("  … \(rampDone - rampFailed) of \(rampTotal) open after \(Int(seconds(now - start))) s (\(recent / 10)/s over the last 10 s)")
+            }
+            return rampDone == rampTotal
+        }
         return sync { [self] in
             let end = finished ? rampLastNs : monoNow()
             rampQueue = []
@@ -229,6 +241,7 @@ final class Harness {
             welcomed += 1
             openCount += 1
             connectLatency.record(from: c.startedNs, to: c.welcomedNs)
+            if c.inRamp { rampWelcomes.append(c.welcomedNs) }
             rampFinished(c, ok: true)
             onWelcome?(c)
             return

@@ -57,6 +57,17 @@ struct Idle: ParsableCommand {
         let stillOpen = harness.sync { conns[warm.opened...].filter { $0.state == .open }.count }
         let firstFailure = harness.sync { conns.first { $0.state == .closed }.map { "\($0.firstError ?? "") \($0.closeReason)" } }
         let connectLatency = harness.sync { harness.connectLatency }
+        // The connect rate over each quarter of the ramp: does it hold as the server (and database) fill up?
+        let welcomes = harness.sync { harness.rampWelcomes }
+        var quarters: [Double] = []
+        if welcomes.count >= 8 {
+            var from = t
+            for q in 1...4 {
+                let upTo = welcomes[welcomes.count * q / 4 - 1]
+                quarters.append(Latency.round(Double(welcomes.count / 4) / max(seconds(upTo - from), 1e-9)))
+                from = upTo
+            }
+        }
         let closesDuring = harness.sync { harness.closeReasons }
 
         var report = ScenarioReport(scenario: "idle")
@@ -67,15 +78,16 @@ struct Idle: ParsableCommand {
         report.results = [
             "opened": ramp.opened, "failed": ramp.failed, "still_open_after_settle": stillOpen,
             "connect_seconds": Latency.round(ramp.seconds), "connects_per_s": Latency.round(Double(ramp.opened) / max(ramp.seconds, 1e-9)),
-            "connect_latency": connectLatency.json, "token_mint_seconds": Latency.round(mintSeconds),
+            "connect_latency": connectLatency.json, "connects_per_s_by_quarter": quarters, "timed_out": ramp.timedOut, "token_mint_seconds": Latency.round(mintSeconds),
             "server_rss_before_kib": before as Any? ?? NSNull(), "server_rss_after_kib": after as Any? ?? NSNull(),
             "server_kib_per_connection": perConnection.map(Latency.round) as Any? ?? NSNull(),
             "cpu_percent": usage, "errors": harness.errorCodes,
         ]
         report.parametersText = "\(fmtInt(Double(connections))) connections (+\(warmup) warm-up), \(common.connectConcurrency) opening at once"
         let memory = perConnection.map { "\(fmt($0 / 1, 2)) KiB/conn server RSS (\(fmtInt(Double(before ?? 0) / 1024)) → \(fmtInt(Double(after ?? 0) / 1024)) MiB)" } ?? "RSS not read (no --server-pid)"
-        report.resultsText = "\(memory); all open in \(fmt(ramp.seconds, 1)) s (\(fmtInt(Double(ramp.opened) / max(ramp.seconds, 1e-9))) conn/s, "
-            + "connect p99 \(connectLatency.json["p99_ms"] ?? "-") ms); \(stillOpen) still open after \(fmt(settle, 0)) s; failed \(ramp.failed); cpu \(CPUMeter.text(usage))"
+        let opening = ramp.timedOut ? "only \(fmtInt(Double(ramp.opened))) open after \(fmt(ramp.seconds, 0)) s (timed out)" : "all open in \(fmt(ramp.seconds, 1)) s"
+        report.resultsText = "\(memory); \(opening) (\(fmtInt(Double(ramp.opened) / max(ramp.seconds, 1e-9))) conn/s; by quarter \(quarters.map { fmtInt($0) }.joined(separator: "/")); "
+            + "connect p50 \(connectLatency.json["p50_ms"] ?? "-") / p99 \(connectLatency.json["p99_ms"] ?? "-") ms); \(stillOpen) still open after \(fmt(settle, 0)) s; failed \(ramp.failed); cpu \(CPUMeter.text(usage))"
         report.target = "10,000 idle connections at ≤ 8 KiB server memory each"
         let memOK = (perConnection ?? .infinity) <= 8
         let allOK = ramp.failed == 0 && !ramp.timedOut && stillOpen == ramp.opened

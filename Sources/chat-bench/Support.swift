@@ -253,7 +253,7 @@ struct ScenarioReport {
         let line = String(decoding: data, as: UTF8.self)
         if jsonOut == nil { print("json: \(line)") }
         if let jsonOut {
-            if !FileManager.default.fileExists(atPath: jsonOut) { FileManager.default.createFile(atPath: jsonOut, contents: nil) }
+            if !FileManager.default.fileExists(atPath: jsonOut) { _ = FileManager.default.createFile(atPath: jsonOut, contents: nil) }
             if let h = FileHandle(forWritingAtPath: jsonOut) {
                 h.seekToEndOfFile()
                 h.write(Data((line + "\n").utf8))
