@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite: Swift unit and integration tests, then the Python tests that drive the server with
-# clients this project did not write. A throwaway embedded MongoDB runs on a free port meanwhile.
+# clients this project did not write. The Swift tests share one throwaway embedded MongoDB on a free
+# port; the Python tests start a fresh one per test file (tests/conftest.py).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -19,10 +20,12 @@ export SECANTUSD
 status=0
 # Serially: the integration tests start server processes that all create databases and indexes on the
 # one embedded MongoDB, and it is steadier under less concurrency on two cores.
-swift test --skip-build --no-parallel 2>&1 | tee .build/swift-test.log || status=1
+# Each runner is bounded as a whole too, so a wedged database fails the run well inside CI's 90 minutes.
+timeout 1200 swift test --skip-build --no-parallel 2>&1 | tee .build/swift-test.log || status=1
 grep -qE "Test run with [0-9]+ tests? .*passed|Executed [0-9]+ tests?, with 0 failures" .build/swift-test.log || status=1
+kill $SECANTUS_PID 2>/dev/null; wait $SECANTUS_PID 2>/dev/null || true
 if [[ -d tests ]] && ls tests/test_*.py >/dev/null 2>&1; then
   # A test that hangs fails after 180 s instead of holding CI until its deadline.
-  .venv/bin/python -m pytest -q --timeout 180 tests || status=1
+  timeout 1800 .venv/bin/python -m pytest -q --timeout 180 tests || status=1
 fi
 exit $status

@@ -5,6 +5,7 @@ import os
 import sys
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,10 @@ class Mongo:
             self.proc.kill()
             self.proc.wait()
 
+    def remove(self):
+        self.kill()
+        shutil.rmtree(self.storage, ignore_errors=True)
+
 
 class Server:
     """A chat-server process on a kernel-chosen port."""
@@ -124,15 +129,18 @@ class Server:
         self.client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mongo_uri():
-    uri = os.environ.get("CHAT_TEST_MONGODB_URI")
+    # A fresh embedded MongoDB per test file: one shared by the whole run piles up databases, TTL
+    # indexes and orphaned change-stream cursors until its single global lock starves every test.
+    # CHAT_TEST_PYTHON_MONGODB_URI points the suite at a real mongod instead.
+    uri = os.environ.get("CHAT_TEST_PYTHON_MONGODB_URI")
     if uri:
         yield uri
         return
     mongo = Mongo()
     yield mongo.uri
-    mongo.kill()
+    mongo.remove()
 
 
 @pytest.fixture
@@ -146,7 +154,7 @@ def server(mongo_uri):
 def own_mongo():
     m = Mongo()
     yield m
-    m.kill()
+    m.remove()
 
 
 def fixture_bytes(name):
