@@ -138,6 +138,16 @@ int chat_lws_write_text(struct lws *wsi, unsigned char *payload, size_t len) {
     return lws_write(wsi, payload, len, LWS_WRITE_TEXT);
 }
 
+int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds) {
+    /* 4 is lws' own LWS_WRITE_CLOSE, kept out of the public header in favour of lws_close_reason(),
+       whose path closes the socket as soon as the frame is out (measured with lws 4.1.6). */
+    int n = lws_write(wsi, payload, len, (enum lws_write_protocol)4);
+    /* Closing the socket at once would reset it if the peer is still sending, and a reset can discard
+       the close frame before the peer reads it: wait for the ack, bounded. */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, ack_timeout_seconds);
+    return n;
+}
+
 int chat_lws_write_ws(struct lws *wsi, unsigned char *payload, size_t len, int text, int first, int final) {
     int flags = lws_write_ws_flags(text ? LWS_WRITE_TEXT : LWS_WRITE_BINARY, first, final);
     return lws_write(wsi, payload, len, (enum lws_write_protocol)flags);

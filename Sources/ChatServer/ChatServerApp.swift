@@ -60,9 +60,11 @@ public final class ChatServerApp {
         postToService = { server.post($0) }
 
         for warning in config.warnings { logger.warning("\(warning)") }
+        // The feeds open once the indexes exist: schema changes then never race the instance's own
+        // reads (the embedded database has wedged under that race).
+        monitor.onReady = { [weak self] in self?.startChangeFeeds(post: postToService) }
         monitor.start()
         channel.start()
-        startChangeFeeds(post: postToService)
         installSignalHandlers()
         lifecycle = .serving(port: server.port)
         banner(port: server.port)
@@ -70,7 +72,7 @@ public final class ChatServerApp {
 
         lifecycle = .stopped
         monitor.stop()
-        feeds.forEach { $0.stop() }
+        feedsLock.lock(); feeds.forEach { $0.stop() }; feedsStopped = true; feedsLock.unlock()
         database.shutdown(timeout: TimeInterval(config.shutdownGraceSeconds))
         logger.info("stopped")
         return 0
@@ -79,10 +81,15 @@ public final class ChatServerApp {
     /// This process's id in `instances` and on its connection records.
     let instanceID = "\(ProcessInfo.processInfo.hostName.prefix(32))-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
     private var feeds: [ChangeFeed] = []
+    private var feedsStopped = false
+    private let feedsLock = NSLock()
 
     /// Other instances' writes reach this one through change streams: presence changes and
     /// deletions on `users`, ended sessions on `revoked_sessions`.
+    /// Runs on the monitor thread each time the database becomes reachable; opens the feeds the first time.
     private func startChangeFeeds(post: @escaping (@escaping () -> Void) -> Void) {
+        feedsLock.lock(); defer { feedsLock.unlock() }
+        guard feeds.isEmpty, !feedsStopped else { return }
         let channel = self.channel!
         let users = ChangeFeed(database: database, collection: UserStore.users, pipeline: [
             ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],

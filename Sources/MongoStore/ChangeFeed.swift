@@ -13,6 +13,8 @@ public final class ChangeFeed: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
     private var resumeToken: BSONDocument?
+    /// Whether the current (or last) stream got past its first round trip.
+    private var opened = false
     /// Runs (on the feed thread) each time the stream is (re)opened.
     public var onOpen: (() -> Void)?
 
@@ -43,6 +45,8 @@ public final class ChangeFeed: @unchecked Sendable {
                 logger.warning("change stream interrupted, reopening", metadata: ["collection": "\(collection)", "error": "\(failure)"])
                 if failure.contains("resume") { resumeToken = nil }
             }
+            // A stream that was open a while ago reopens fast; one that keeps failing backs off to 5 s.
+            if opened { backoff = 0.5 }
             Thread.sleep(forTimeInterval: backoff)
             backoff = min(backoff * 2, 5)
         }
@@ -58,7 +62,7 @@ public final class ChangeFeed: @unchecked Sendable {
             options.withBSON { o in mongoc_collection_watch(coll.handle, p, o)! }
         }
         defer { mongoc_change_stream_destroy(stream) }
-        var opened = false
+        opened = false
         while !isStopped {
             var doc: OpaquePointer?
             if mongoc_change_stream_next(stream, &doc), let doc {

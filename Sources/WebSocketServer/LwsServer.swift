@@ -290,7 +290,12 @@ public final class LwsServer {
             webSocket?.opened(connection)
         case LWS_CALLBACK_RECEIVE:
             guard let wsi, let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
+            guard connection.state == .open else { return 0 }   // closing: what the peer still sends is dropped
             return receive(connection, wsi: wsi, data: data, len: len)
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+            // The ack of our close: end now (nonzero), with no second close frame echoed back.
+            guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
+            return connection.closeSent ? -1 : 0
         case LWS_CALLBACK_SERVER_WRITEABLE:
             guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
             return connection.writeNext()

@@ -27,6 +27,8 @@ public final class WebSocketConnection {
     public enum State: Equatable {
         case open
         case closing(CloseCode, String)
+        /// The close frame is written; waiting (bounded) for the peer's close before the socket goes.
+        case closeSent(CloseCode)
         case closed
     }
 
@@ -92,16 +94,16 @@ public final class WebSocketConnection {
             return 0
         }
         if case .closing(let code, let reason) = state {
-            var bytes = Array(reason.utf8)
-            bytes.withUnsafeMutableBufferPointer { buf in
-                lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code.rawValue)), buf.baseAddress, buf.count)
-            }
-            return -1
+            let payload = [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xff)] + Array(reason.utf8.prefix(123))
+            let frame = OutboundFrame(payload)
+            state = .closeSent(code)
+            if chat_lws_send_close(wsi, frame.payload, frame.count, 3) < frame.count { return -1 }
         }
         return 0
     }
 
     var isClosing: Bool { if case .closing = state { return true } else { return false } }
+    var closeSent: Bool { if case .closeSent = state { return true } else { return false } }
 
     func markClosed() { state = .closed; outbound.removeAll(); queuedBytes = 0 }
 }
