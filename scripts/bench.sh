@@ -42,8 +42,7 @@ stop_server() {
 }
 stop_database() {
   [[ -n "$SECANTUS_PID" ]] || return 0
-  kill "$SECANTUS_PID" 2>/dev/null || true
-  wait "$SECANTUS_PID" 2>/dev/null || true
+  stop_secantus "$SECANTUS_PID"
   SECANTUS_PID=""
 }
 cleanup() {

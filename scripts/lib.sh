@@ -27,3 +27,12 @@ start_secantus() {
     return 1
   fi
 }
+
+# stop_secantus PID: SIGTERM, then SIGKILL after 5 s (a wedged SecantusDB does not act on SIGTERM).
+stop_secantus() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+}

@@ -17,7 +17,7 @@ if [[ -z "$uri" ]]; then
     mkdir -p .data/mongo
     echo "ℹ️  MONGODB_URI is not set: starting the embedded MongoDB on 127.0.0.1:27017 (data in .data/mongo)"
     start_secantus 27017 "$ROOT/.data/mongo" "$ROOT/.data/mongo.log"
-    trap 'kill $SECANTUS_PID 2>/dev/null; wait $SECANTUS_PID 2>/dev/null || true' EXIT
+    trap 'stop_secantus $SECANTUS_PID' EXIT
   fi
   export MONGODB_URI="mongodb://127.0.0.1:27017/chat"
 fi

@@ -11,7 +11,7 @@ swift build --build-tests
 port=$(free_port)
 log=$(mktemp -t secantus.XXXXXX.log)
 start_secantus "$port" ":memory:" "$log"
-trap 'kill $SECANTUS_PID 2>/dev/null; wait $SECANTUS_PID 2>/dev/null || true' EXIT
+trap 'stop_secantus $SECANTUS_PID' EXIT
 
 export CHAT_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
 export CHAT_SERVER_BIN="$ROOT/.build/debug/chat-server"
@@ -23,7 +23,7 @@ status=0
 # Each runner is bounded as a whole too, so a wedged database fails the run well inside CI's 90 minutes.
 timeout 1200 swift test --skip-build --no-parallel 2>&1 | tee .build/swift-test.log || status=1
 grep -qE "Test run with [0-9]+ tests? .*passed|Executed [0-9]+ tests?, with 0 failures" .build/swift-test.log || status=1
-kill $SECANTUS_PID 2>/dev/null; wait $SECANTUS_PID 2>/dev/null || true
+stop_secantus $SECANTUS_PID
 if [[ -d tests ]] && ls tests/test_*.py >/dev/null 2>&1; then
   # A test that hangs fails after 180 s instead of holding CI until its deadline. A failed test runs
   # once more, on a fresh embedded MongoDB if its own stopped answering (tests/conftest.py); the

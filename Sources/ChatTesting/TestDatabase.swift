@@ -11,8 +11,17 @@ public enum TestDatabase {
     public static func baseURI() throws -> String {
         if let uri = ProcessInfo.processInfo.environment["CHAT_TEST_MONGODB_URI"] { return uri }
         lock.lock(); defer { lock.unlock() }
-        if fallback == nil { fallback = try EmbeddedMongo() }
+        if fallback == nil {
+            fallback = try EmbeddedMongo()
+            // A static is never deinitialised: stop the database when the test process exits.
+            atexit { TestDatabase.stopFallback() }
+        }
         return fallback!.uri
+    }
+
+    private static func stopFallback() {
+        lock.lock(); defer { lock.unlock() }
+        fallback = nil
     }
 
     /// A URI naming a database no other test uses.
