@@ -29,10 +29,15 @@ start_secantus() {
 }
 
 # stop_secantus PID: SIGTERM, then SIGKILL after 5 s (a wedged SecantusDB does not act on SIGTERM).
+# Never fails: it runs from EXIT traps of scripts under set -e.
 stop_secantus() {
-  local pid=$1
+  local pid=${1:-}
+  [[ -n "$pid" ]] || return 0
   kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }

@@ -23,7 +23,7 @@ status=0
 # Each runner is bounded as a whole too, so a wedged database fails the run well inside CI's 90 minutes.
 timeout 1200 swift test --skip-build --no-parallel 2>&1 | tee .build/swift-test.log || status=1
 grep -qE "Test run with [0-9]+ tests? .*passed|Executed [0-9]+ tests?, with 0 failures" .build/swift-test.log || status=1
-stop_secantus $SECANTUS_PID
+stop_secantus $SECANTUS_PID; SECANTUS_PID=""
 if [[ -d tests ]] && ls tests/test_*.py >/dev/null 2>&1; then
   # A test that hangs fails after 180 s instead of holding CI until its deadline. A failed test runs
   # once more, on a fresh embedded MongoDB if its own stopped answering (tests/conftest.py); the
