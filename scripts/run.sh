@@ -23,7 +23,7 @@ if [[ -z "$uri" ]]; then
 fi
 
 # In development without CLERK_JWT_KEY the server trusts a local key pair (see README).
-if [[ -x scripts/dev-keys.sh ]]; then source scripts/dev-keys.sh; fi
+if [[ -f scripts/dev-keys.sh ]]; then source scripts/dev-keys.sh; fi
 
 "$ROOT/.build/release/chat-server" "$@" &
 server=$!

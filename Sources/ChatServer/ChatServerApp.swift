@@ -63,11 +63,13 @@ public final class ChatServerApp {
         // The feeds open once the indexes exist: schema changes then never race the instance's own
         // reads (the embedded database has wedged under that race).
         monitor.onReady = { [weak self] in self?.startChangeFeeds(post: postToService) }
+        // As the Node server did: the database line first, then the banner (sent from the service thread).
+        let port = server.port
+        monitor.onFirstAttempt = { [weak self] in postToService { self?.banner(port: port) } }
         monitor.start()
         channel.start()
         installSignalHandlers()
         lifecycle = .serving(port: server.port)
-        banner(port: server.port)
         server.run()
 
         lifecycle = .stopped

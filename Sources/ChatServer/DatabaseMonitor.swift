@@ -20,6 +20,14 @@ public final class DatabaseMonitor: @unchecked Sendable {
     private var indexesCreated = false
     /// Runs (on the monitor thread) each time the database becomes reachable, after the indexes exist.
     var onReady: (() -> Void)?
+    /// Runs (on the monitor thread) once, after the first attempt to reach the database, either way.
+    var onFirstAttempt: (() -> Void)?
+
+    private func firstAttemptDone() {
+        let callback = onFirstAttempt
+        onFirstAttempt = nil
+        callback?()
+    }
 
     public var state: State { lock.lock(); defer { lock.unlock() }; return _state }
 
@@ -60,6 +68,7 @@ public final class DatabaseMonitor: @unchecked Sendable {
                     everConnected = true
                     onReady?()
                 }
+                firstAttemptDone()
                 backoff = 0.5
                 sleep(seconds: 2)
             } catch {
@@ -68,6 +77,7 @@ public final class DatabaseMonitor: @unchecked Sendable {
                     logger.error("MongoDB unavailable, retrying", metadata: ["uri": "\(database.uri.masked)", "error": "\(reason)"])
                 }
                 set(.unavailable(reason))
+                firstAttemptDone()
                 sleep(seconds: backoff)
                 backoff = min(backoff * 2, 5)
             }

@@ -25,10 +25,20 @@ public final class Database: @unchecked Sendable {
         let run: (MongoConnection?) -> Void   // nil connection: the pool is shutting down
     }
 
+    /// The driver's default handler prints its DEBUG lines too (one per failed heartbeat while the
+    /// database is away); warnings and errors are kept, the monitor reports the outage itself.
+    private static let quietDriverLog: Void = {
+        mongoc_log_set_handler({ level, domain, message, _ in
+            guard level.rawValue <= MONGOC_LOG_LEVEL_WARNING.rawValue, let domain, let message else { return }
+            fputs("mongoc \(String(cString: domain)): \(String(cString: message))\n", stderr)
+        }, nil)
+    }()
+
     /// `serverSelectionTimeoutMS` defaults to 5 s here (the driver's 30 s would hold a webhook past
     /// Svix's 15 s deadline when the database is down) unless the URI sets it.
     public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) {
         mongoc_init()
+        _ = Self.quietDriverLog
         self.uri = uri
         self.queueLimit = queueLimit
         self.logger = logger
