@@ -189,11 +189,44 @@ def raw_ws_client(port, token):
     s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
     s.recv(4096)
-    payload = json.dumps({"type": "auth", "token": token}).encode()
+    s.sendall(masked_text({"type": "auth", "token": token}))
+    return s
+
+
+def masked_text(obj):
+    """One client text frame (masked, as RFC 6455 requires of clients) holding `obj` as JSON."""
+    payload = json.dumps(obj).encode()
     mask = os.urandom(4)
     header = bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(payload)) if len(payload) > 125 else bytes([0x81, 0x80 | len(payload)])
-    s.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    return s
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_the_server_waits_for_the_close_ack_while_the_client_still_sends(mongo_uri):
+    """After its close frame the server keeps the socket until the client's close (frames that arrive
+    meanwhile are dropped): closing at once would answer them with a TCP reset, which can discard the
+    close code before a busy client reads it."""
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
+    try:
+        s = raw_ws_client(server.port, ISSUER.token(user_id()))
+        s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))
+        s.settimeout(10)
+        received = b""
+        while b"\x88" not in received:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed without a close frame"
+            received += chunk
+        assert received[received.rindex(b"\x88") + 2:][:2] == struct.pack(">H", 4008)
+        s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))   # still sending
+        s.settimeout(1)
+        with pytest.raises(socket.timeout):   # no EOF: the server waits for the ack
+            s.recv(65536)
+        mask = os.urandom(4)
+        s.sendall(bytes([0x88, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(struct.pack(">H", 4008))))
+        s.settimeout(2)
+        assert s.recv(65536) == b""   # the ack ends it at once
+        s.close()
+    finally:
+        server.stop()
 
 
 def test_client_that_stops_answering_pings_goes_offline(mongo_uri):
