@@ -36,6 +36,21 @@ SERVER_BIN = os.environ.get("CHAT_SERVER_BIN", str(ROOT / ".build" / "debug" / "
 SECANTUSD = os.environ.get("SECANTUSD", str(ROOT / ".venv" / "bin" / "secantusd-py"))
 
 
+_servers_this_test = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A failed test shows what its servers logged: a presence or delivery failure is read there.
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for n, server in enumerate(_servers_this_test):
+            report.sections.append((f"chat-server {n} log (last 150 lines)", "\n".join(server.lines[-150:])))
+    if report.when == "teardown":
+        _servers_this_test.clear()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,9 +106,11 @@ class Server:
         self.mongo_uri = f"{mongo_uri}/{self.db_name}"
         full = {k: v for k, v in os.environ.items() if not k.startswith("CLERK_") and k != "MONGODB_URI"}
         full.update({"NODE_ENV": "test", "PORT": "0", "HOST": "127.0.0.1", "MONGODB_URI": self.mongo_uri,
-                     "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET, "SHUTDOWN_GRACE_SECONDS": "5"})
+                     "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET, "SHUTDOWN_GRACE_SECONDS": "5",
+                     "LOG_LEVEL": "debug"})
         full.update(env or {})
         self.lines = []
+        _servers_this_test.append(self)
         self.proc = subprocess.Popen([SERVER_BIN, "serve", "--env-file", "/nonexistent"], env=full,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _children.append(self.proc)

@@ -274,6 +274,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         }
         switch result {
         case .success(.online(let snapshot)):
+            logger.debug("connection registered", metadata: ["connection": "\(session.recordID)", "user": "\(claims.userID)"])
             session.state = .authenticated(claims)
             sessionsByUser[claims.userID, default: []].insert(session.connection.id)
             session.send(.welcome(id: requestID, userID: claims.userID, sessionID: claims.sessionID,
@@ -307,7 +308,10 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             post { [self] in
                 pendingPresenceJobs -= 1
                 switch result {
-                case .success(let snapshot): if let snapshot { presence.observe(snapshot) }
+                case .success(let snapshot):
+                    logger.debug("connection removed", metadata: ["connection": "\(recordID)", "user": "\(userID)",
+                                                                 "userOnline": "\(snapshot?.isOnline ?? false)"])
+                    if let snapshot { presence.observe(snapshot) }
                 case .failure(let error):
                     logger.error("could not remove connection record, will retry", metadata: ["error": "\(error)"])
                     failedDisconnects.append((recordID, userID, at))
