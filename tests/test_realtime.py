@@ -178,6 +178,8 @@ def test_presence_subscription_sees_changes(rt):
         await other.close()
         event = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert event["type"] == "presence" and event["isOnline"] is False and event["lastSeen"]
+        # Each presence write counts, so a late change-stream copy of the "online" is known to be older.
+        assert rt.db.users.find_one({"clerkId": target})["presenceVersion"] == 2
         await ws.close()
     asyncio.run(run())
 

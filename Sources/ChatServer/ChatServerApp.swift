@@ -97,7 +97,7 @@ public final class ChatServerApp {
             ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
         ], logger: logger) { change in
             guard let doc = change["fullDocument"]?.documentValue, let id = doc["clerkId"]?.stringValue else { return }
-            let snapshot = PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue)
+            guard let snapshot = PresenceStore.snapshot(doc) else { return }
             let deleted = doc["deleted"]?.boolValue ?? false
             post {
                 channel.observe(snapshot)

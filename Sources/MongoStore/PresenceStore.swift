@@ -9,6 +9,8 @@ public enum PresenceStore {
     public static let instances = "instances"
 
     public static let revokedSessions = "revoked_sessions"
+    /// Counts every write to a user's `isOnline` / `lastSeen`, to order reads of them.
+    public static let presenceVersion = "presenceVersion"
 
     public enum ConnectOutcome: Equatable, Sendable {
         case online(PresenceSnapshot)
@@ -79,6 +81,7 @@ public enum PresenceStore {
         ]], upsert: true)
         let update: BSONDocument = [
             "$set": ["isOnline": .bool(true)],
+            "$inc": [presenceVersion: .int64(1)],
             "$setOnInsert": .document(UserStore.profileFields(UserProfile(clerkID: userID))
                 .appending([("clerkId", .string(userID)), ("lastSeen", .date(now)), ("createdAt", .date(now)),
                             ("updatedAt", .date(now)), ("deleted", .bool(false))])),
@@ -119,21 +122,23 @@ public enum PresenceStore {
         try users.updateOne(["clerkId": .string(userID), "isOnline": .bool(true)], [
             "$set": ["isOnline": .bool(false)],
             "$max": ["lastSeen": .date(lastSeen)],
+            "$inc": [presenceVersion: .int64(1)],
         ])
         if try records.count(filter) > 0 {
-            try users.updateOne(["clerkId": .string(userID)], ["$set": ["isOnline": .bool(true)]])
+            try users.updateOne(["clerkId": .string(userID)], ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]])
         }
     }
 
     public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {
         let docs = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(userIDs.map { .string($0) })]],
-                                                          projection: ["clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1)])
+                                                          projection: ["clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1), presenceVersion: .int32(1)])
         return docs.compactMap(snapshot)
     }
 
-    static func snapshot(_ doc: BSONDocument) -> PresenceSnapshot? {
+    public static func snapshot(_ doc: BSONDocument) -> PresenceSnapshot? {
         guard let id = doc["clerkId"]?.stringValue else { return nil }
-        return PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue)
+        return PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue,
+                                version: doc[presenceVersion]?.int64Value)
     }
 
     /// A page of users for `users.query`: by id, optionally only online ones or matching a search.

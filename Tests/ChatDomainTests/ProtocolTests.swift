@@ -102,6 +102,20 @@ import Testing
         do { let got = c.flush(); #expect(got == [PresenceSnapshot(userID: "u", isOnline: false, lastSeen: seen.addingTimeInterval(5))]) }
     }
 
+    @Test func anOlderChangeArrivingLateIsDropped() {
+        var c = PresenceCoalescer()
+        let seen = Date(timeIntervalSince1970: 100)
+        c.remember(PresenceSnapshot(userID: "u", isOnline: false, lastSeen: seen, version: 4))
+        c.observe(PresenceSnapshot(userID: "u", isOnline: true, lastSeen: seen, version: 5))       // local read
+        do { let got = c.flush().map(\.isOnline); #expect(got == [true]) }
+        c.observe(PresenceSnapshot(userID: "u", isOnline: false, lastSeen: seen.addingTimeInterval(1), version: 6))
+        do { let got = c.flush().map(\.isOnline); #expect(got == [false]) }
+        c.observe(PresenceSnapshot(userID: "u", isOnline: true, lastSeen: seen, version: 5))       // the stream, late
+        do { let got = c.flush(); #expect(got.isEmpty) }
+        c.observe(PresenceSnapshot(userID: "u", isOnline: true, lastSeen: seen, version: nil))     // unversioned: taken
+        do { let got = c.flush().map(\.isOnline); #expect(got == [true]) }
+    }
+
     @Test func rateLimiterRefillsOverTime() {
         var r = RateLimiter(rate: 2, burst: 2, now: 0)
         let first = r.allow(now: 0), second = r.allow(now: 0), third = r.allow(now: 0), later = r.allow(now: 0.6)

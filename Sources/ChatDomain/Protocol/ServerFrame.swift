@@ -39,11 +39,15 @@ public struct PresenceSnapshot: Equatable, Sendable {
     public var userID: String
     public var isOnline: Bool
     public var lastSeen: Date?
+    /// The user document's `presenceVersion` when read: it orders reads of one user, so that a
+    /// change-stream event overtaken by a newer local read is not replayed. Not sent to clients.
+    public var version: Int64?
 
-    public init(userID: String, isOnline: Bool, lastSeen: Date?) {
+    public init(userID: String, isOnline: Bool, lastSeen: Date?, version: Int64? = nil) {
         self.userID = userID
         self.isOnline = isOnline
         self.lastSeen = lastSeen
+        self.version = version
     }
 
     public var json: [String: JSONValue] {
