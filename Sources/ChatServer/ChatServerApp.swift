@@ -72,10 +72,13 @@ public final class ChatServerApp {
         lifecycle = .serving(port: server.port)
         server.run()
 
+        // One grace period in all: what draining left of it (at least a second for the last writes).
+        var left = TimeInterval(config.shutdownGraceSeconds)
+        if case .draining(let deadline) = lifecycle { left = max(1, deadline.timeIntervalSinceNow) }
         lifecycle = .stopped
         monitor.stop()
         feedsLock.lock(); feeds.forEach { $0.stop() }; feedsStopped = true; feedsLock.unlock()
-        database.shutdown(timeout: TimeInterval(config.shutdownGraceSeconds))
+        database.shutdown(timeout: left)
         logger.info("stopped")
         return 0
     }
@@ -124,6 +127,7 @@ public final class ChatServerApp {
     }
 
     private func banner(port: Int) {
+        guard case .serving = lifecycle else { return }   // a signal came before the database answered
         let scheme = config.tlsCertificatePath == nil ? "http" : "https"
         if config.environment == .production {
             logger.info("Server running", metadata: ["port": "\(port)", "environment": "\(config.environment.rawValue)", "scheme": "\(scheme)"])
