@@ -202,6 +202,41 @@ def test_unread_counts_follow_read_state(servers):
     asyncio.run(run())
 
 
+def test_conversations_list_pages_through_every_conversation_once_in_order(servers):
+    a_srv, _ = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(a_srv, bob)
+        ids = [(await a.request("conversation.create", name=f"g{i}", members=[bob]))["conversation"]["conversationId"]
+               for i in range(6)]
+        ids.append((await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"])
+        # Four of them active in the same millisecond: the id breaks the tie, so no page repeats or skips one.
+        tied = a_srv.db.conversations.find_one({"_id": ids[1]})["updatedAt"]
+        a_srv.db.conversations.update_many({"_id": {"$in": ids[1:5]}}, {"$set": {"updatedAt": tied}})
+        everything = await a.request("conversations.list", limit=200)
+        assert everything["next"] is None
+        expected = [c["conversationId"] for c in everything["conversations"]]
+        assert sorted(expected) == sorted(ids)
+        paged, before, sizes = [], None, []
+        while True:
+            page = await a.request("conversations.list", limit=3, **({"before": before} if before else {}))
+            paged += [c["conversationId"] for c in page["conversations"]]
+            sizes.append(len(page["conversations"]))
+            before = page["next"]
+            if before is None:
+                break
+        assert paged == expected and sizes == [3, 3, 1]
+        # New activity moves a conversation to the top of the next listing.
+        await a.request("message.send", conversationId=expected[-1], clientId="up", text="back on top")
+        assert (await a.request("conversations.list", limit=1))["conversations"][0]["conversationId"] == expected[-1]
+        with pytest.raises(ChatError) as refused:
+            await a.request("conversations.list", before="not a cursor")
+        assert refused.value.code == "bad_request"
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
 def test_group_membership_changes(servers):
     a_srv, _ = servers
     u = [uid("m1"), uid("m2"), uid("m3")]

@@ -177,6 +177,11 @@ def test_two_scripted_clients_exchange_messages_and_see_each_others_presence(cha
         assert [(m["seq"], m["text"]) for m in out] == [(1, "hi bob"), (2, "hello alice ☕")]
         status, out, err = run(chat_server, bob, "conversations")
         assert status == 0 and out[0]["conversationId"] == cid and out[0]["unread"] == 1, (out, err)
+        group = b.request(type="conversation.create", name="pair", members=[alice])["conversation"]["conversationId"]
+        status, out, err = run(chat_server, bob, "conversations", "--limit", "1")
+        assert status == 0 and [c["conversationId"] for c in out] == [group], (out, err)
+        status, out, err = run(chat_server, bob, "conversations", "--limit", "1", "--all")
+        assert status == 0 and [c["conversationId"] for c in out] == [group, cid], (out, err)
         status, out, err = run(chat_server, alice, "who", "--online")
         assert status == 0 and bob in [u["userId"] for u in out], (out, err)
     finally:

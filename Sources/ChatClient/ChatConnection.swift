@@ -241,15 +241,23 @@ public final class ChatConnection: WebSocketClientDelegate, @unchecked Sendable 
         ledger.beginSync()
         if first && options.positions == nil {
             // No earlier state: start at the present rather than replaying every conversation.
-            enqueue(type: "conversations.list", fields: ["limit": 200], isInternal: true) { [self] result in
-                if case .success(let data) = result {
-                    for c in data["conversations"]?.arrayValue ?? [] {
-                        if let id = c["conversationId"]?.stringValue, let seq = c["lastSeq"]?.intValue { ledger.baseline(id, seq: seq) }
-                    }
-                }
-                sync()
-            }
+            baselineConversations(before: nil)
         } else {
+            sync()
+        }
+    }
+
+    /// Records every conversation's current position, a page at a time, then syncs.
+    private func baselineConversations(before: String?) {
+        var fields: [String: JSONValue] = ["limit": 200]
+        if let before { fields["before"] = .string(before) }
+        enqueue(type: "conversations.list", fields: fields, isInternal: true) { [self] result in
+            if case .success(let data) = result {
+                for c in data["conversations"]?.arrayValue ?? [] {
+                    if let id = c["conversationId"]?.stringValue, let seq = c["lastSeq"]?.intValue { ledger.baseline(id, seq: seq) }
+                }
+                if let next = data["next"]?.stringValue { return baselineConversations(before: next) }
+            }
             sync()
         }
     }

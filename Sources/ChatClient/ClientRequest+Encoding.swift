@@ -45,7 +45,10 @@ extension ClientRequest {
         case .addMembers(let c, let users): return ["conversationId": .string(c), "userIds": ids(users)]
         case .removeMember(let c, let user): return ["conversationId": .string(c), "userId": .string(user)]
         case .leave(let c): return ["conversationId": .string(c)]
-        case .listConversations(let limit): return ["limit": .int(Int64(limit))]
+        case .listConversations(let limit, let before):
+            var fields: [String: JSONValue] = ["limit": .int(Int64(limit))]
+            if let before { fields["before"] = .string(before.text) }
+            return fields
         case .send(let c, let clientID, let text):
             return ["conversationId": .string(c), "clientId": .string(clientID), "text": .string(text)]
         case .edit(let c, let m, let text): return ["conversationId": .string(c), "messageId": .string(m), "text": .string(text)]

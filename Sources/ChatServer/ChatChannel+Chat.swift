@@ -29,9 +29,10 @@ extension ChatChannel {
             changeGroup(session, id, me, conversation, .remove(user))
         case .leave(let conversation):
             changeGroup(session, id, me, conversation, .leave)
-        case .listConversations(let limit):
-            chatJob(session, id, "conversations_list", { c in try ChatStore.list(me, limit: limit, on: c) }) { listed in
-                ["conversations": .array(listed.map { item in
+        case .listConversations(let limit, let before):
+            chatJob(session, id, "conversations_list", { c in try ChatStore.list(me, limit: limit, before: before, on: c) }) { page in
+                ["next": page.next.map { .string($0.text) } ?? .null,
+                 "conversations": .array(page.conversations.map { item in
                     var o = item.conversation.json
                     o["unread"] = .int(item.unread)
                     o["reads"] = .object(item.reads.mapValues { .int($0) })

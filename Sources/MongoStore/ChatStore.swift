@@ -99,16 +99,31 @@ public enum ChatStore {
         public let reads: [String: Int64]
     }
 
-    /// The user's conversations, latest activity first, each with its last message and unread count.
-    public static func list(_ me: String, limit: Int, on c: MongoConnection) throws -> [Listed] {
-        let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: limit)
+    public struct ListPage: Sendable {
+        public let conversations: [Listed]
+        /// Where the next page starts; nil when this one is the last.
+        public let next: ConversationCursor?
+    }
+
+    /// A page of the user's conversations, latest activity first (ties by id, so pages neither skip
+    /// nor repeat), each with its last message and unread count.
+    public static func list(_ me: String, limit: Int, before: ConversationCursor? = nil, on c: MongoConnection) throws -> ListPage {
+        var filter: BSONDocument = ["members": .string(me)]
+        if let before {
+            let older: BSONDocument = ["updatedAt": ["$lt": .date(before.updatedAt)]]
+            let tiedAndLower: BSONDocument = ["updatedAt": .date(before.updatedAt), "_id": ["$lt": .string(before.conversationID)]]
+            filter["$or"] = .array([.document(older), .document(tiedAndLower)])
+        }
+        var docs = try c.collection(conversations).find(filter, sort: ["updatedAt": .int32(-1), "_id": .int32(-1)], limit: limit + 1)
+        let more = docs.count > limit
+        if more { docs.removeLast(docs.count - limit) }
         let readDocs = try c.collection(reads).find(["conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
         var positions: [String: [String: Int64]] = [:]
         for d in readDocs {
             guard let conversation = d["conversationId"]?.stringValue, let user = d["userId"]?.stringValue else { continue }
             positions[conversation, default: [:]][user] = d["seq"]?.int64Value ?? 0
         }
-        return try docs.compactMap { doc in
+        let listed: [Listed] = try docs.compactMap { doc in
             guard let conversation = decode(doc) else { return nil }
             let unread = try c.collection(messages).count([
                 "conversationId": .string(conversation.id), "seq": ["$gt": .int64(positions[conversation.id]?[me] ?? 0)],
@@ -117,6 +132,11 @@ public enum ChatStore {
             return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread,
                           reads: positions[conversation.id] ?? [:])
         }
+        var next: ConversationCursor?
+        if more, let last = docs.last, let at = last["updatedAt"]?.dateValue, let id = last["_id"]?.stringValue {
+            next = ConversationCursor(updatedAt: at, conversationID: id)
+        }
+        return ListPage(conversations: listed, next: next)
     }
 
     // MARK: messages

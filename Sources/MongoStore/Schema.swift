@@ -16,7 +16,9 @@ public enum Schema {
             ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
         ])
         try connection.collection(ChatStore.conversations).createIndexes([
-            ["key": .document(BSONDocument([("members", .int32(1)), ("updatedAt", .int32(-1))])), "name": .string("members_updatedAt")],
+            // Serves conversations.list pages: members, then latest activity, ties by id.
+            ["key": .document(BSONDocument([("members", .int32(1)), ("updatedAt", .int32(-1)), ("_id", .int32(-1))])),
+             "name": .string("members_updatedAt_id")],
         ])
         try connection.collection(ChatStore.messages).createIndexes([
             ["key": .document(BSONDocument([("conversationId", .int32(1)), ("seq", .int32(1))])), "name": .string("conversation_seq"), "unique": .bool(true)],

@@ -12,6 +12,7 @@ import Testing
         .openDirect(userID: "bob"), .createGroup(name: "team", members: ["a", "b"]), .renameGroup(conversationID: "g_1", name: "x"),
         .addMembers(conversationID: "g_1", userIDs: ["c"]), .removeMember(conversationID: "g_1", userID: "c"),
         .leave(conversationID: "g_1"), .listConversations(limit: 7),
+        .listConversations(limit: 2, before: ConversationCursor(updatedAt: Date(timeIntervalSince1970: 1_700_000_000.123), conversationID: "dm:a:b")),
         .send(conversationID: "dm:a:b", clientID: "c1", text: "hi \"there\"\n☕"),
         .edit(conversationID: "dm:a:b", messageID: "m1", text: "x"), .delete(conversationID: "dm:a:b", messageID: "m1"),
         .history(HistoryQuery(conversationID: "g_1", before: 5, limit: 3)), .history(HistoryQuery(conversationID: "g_1", after: 2)),

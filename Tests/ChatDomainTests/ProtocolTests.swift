@@ -18,6 +18,10 @@ import Testing
         #expect(try decode(#"{"type":"sync","positions":{"dm:a:b":4}}"#).request == .sync(positions: ["dm:a:b": 4], limit: 100))
         #expect(try decode(#"{"type":"read","conversationId":"g_1","seq":0}"#).request == .read(conversationID: "g_1", seq: 0))
         #expect(try decode(#"{"type":"users.query","online":true,"limit":200}"#).request == .usersQuery(UsersQuery(onlineOnly: true, limit: 200)))
+        let cursor = ConversationCursor(updatedAt: Date(timeIntervalSince1970: 1_746_360_309.655), conversationID: "dm:a:b.c")
+        #expect(cursor.text == "1746360309655.dm:a:b.c")
+        #expect(try decode(#"{"type":"conversations.list","limit":2,"before":"1746360309655.dm:a:b.c"}"#).request
+                == .listConversations(limit: 2, before: cursor))
     }
 
     @Test(arguments: [
@@ -29,6 +33,8 @@ import Testing
         (#"{"type":"message.send","conversationId":"c","clientId":"x"}"#, .badRequest),
         (#"{"type":"presence.subscribe","userIds":"bob"}"#, .badRequest), (#"{"type":"conversation.create","name":" ","members":[]}"#, .badRequest),
         (#"{"type":"sync","positions":{"c":"3"}}"#, .badRequest), (#"{"type":"ping","id":5}"#, .badRequest),
+        (#"{"type":"conversations.list","before":"g_1"}"#, .badRequest), (#"{"type":"conversations.list","before":"-5.g_1"}"#, .badRequest),
+        (#"{"type":"conversations.list","before":"5."}"#, .badRequest), (#"{"type":"conversations.list","before":5}"#, .badRequest),
     ])
     func malformedFramesGetACode(json: String, code: ErrorCode) {
         #expect { try decode(json) } throws: { ($0 as? FrameError)?.code == code }

@@ -25,7 +25,7 @@ public enum ClientRequest: Equatable, Sendable {
     case addMembers(conversationID: String, userIDs: [String])
     case removeMember(conversationID: String, userID: String)
     case leave(conversationID: String)
-    case listConversations(limit: Int)
+    case listConversations(limit: Int, before: ConversationCursor? = nil)
     case send(conversationID: String, clientID: String, text: String)
     case edit(conversationID: String, messageID: String, text: String)
     case delete(conversationID: String, messageID: String)
@@ -125,7 +125,14 @@ extension ClientFrame {
         case "conversation.leave":
             return ClientFrame(id: id, request: .leave(conversationID: try fields.conversationID()))
         case "conversations.list":
-            return ClientFrame(id: id, request: .listConversations(limit: try fields.limit(default: 50)))
+            var before: ConversationCursor?
+            if let text = try fields.optionalString("before") {
+                guard let cursor = ConversationCursor(text) else {
+                    throw FrameError(.badRequest, "before must be a `next` from an earlier conversations.list", id: id)
+                }
+                before = cursor
+            }
+            return ClientFrame(id: id, request: .listConversations(limit: try fields.limit(default: 50), before: before))
         case "message.send":
             let clientID = try fields.string("clientId")
             guard ChatRules.isValidClientID(clientID) else { throw FrameError(.badRequest, "clientId longer than 128 bytes", id: id) }
