@@ -1,5 +1,5 @@
 # make run   - install what is missing, start the embedded MongoDB when MONGODB_URI is not configured,
-#              build in release mode and start chat-server.
+#              build chat-server and chat-client in release mode and start chat-server.
 # make test  - the same set-up, a throwaway database on a free port, the whole test suite.
 SHELL := /bin/bash
 VENV := .venv
@@ -9,6 +9,7 @@ SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3
 
 run: deps
 	swift build -c release --product chat-server
+	swift build -c release --product chat-client
 	scripts/run.sh
 
 test: deps

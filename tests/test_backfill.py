@@ -46,7 +46,7 @@ def serve(users, seen):
     return httpd
 
 
-def test_backfill_copies_every_page_and_never_overwrites_newer_data(mongo_uri):
+def test_backfill_copies_every_page_and_never_overwrites_newer_data(mongo_uri, tmp_path):
     users, seen = clerk_users(23), []
     httpd = serve(users, seen)
     db_name = "backfill_" + uuid.uuid4().hex[:8]
@@ -66,12 +66,16 @@ def test_backfill_copies_every_page_and_never_overwrites_newer_data(mongo_uri):
     assert db.users.find_one({"clerkId": "user_backfill_000"})["username"] == "newer"
     five = db.users.find_one({"clerkId": "user_backfill_005"})
     assert five["username"] == "person5" and five["email"] == "john@example.com" and five["isOnline"] is False
-    # Running it again changes nothing.
+    # Running it again changes nothing; this time the API base comes from CLERK_API_URL in a .env file.
     httpd = serve(users, seen)
-    again = subprocess.run([SERVER_BIN, "backfill-users", "--api-url", f"http://127.0.0.1:{httpd.server_port}",
-                            "--page-size", "10", "--env-file", "/nonexistent"], env=env, capture_output=True, text=True, timeout=60)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"CLERK_API_URL=http://127.0.0.1:{httpd.server_port}\n")
+    before = len(seen)
+    again = subprocess.run([SERVER_BIN, "backfill-users", "--page-size", "10", "--env-file", str(env_file)],
+                           env=env, capture_output=True, text=True, timeout=60)
     httpd.shutdown()
-    assert "0 applied" in again.stdout
+    assert again.returncode == 0 and "0 applied" in again.stdout, again.stderr
+    assert len(seen) == before + 3
 
 
 def test_backfill_with_a_wrong_key_fails_with_one_line(mongo_uri):

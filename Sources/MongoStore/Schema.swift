@@ -28,6 +28,8 @@ public enum Schema {
         ])
         try connection.collection(ChatStore.reads).createIndexes([
             ["key": .document(["userId": .int32(1)]), "name": .string("userId")],
+            // conversations.list reads every member's position of the listed conversations.
+            ["key": .document(["conversationId": .int32(1)]), "name": .string("conversationId")],
         ])
         try connection.collection(ChatStore.events).createIndexes([
             ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],

@@ -16,8 +16,8 @@ struct BackfillUsers: ParsableCommand {
         commandName: "backfill-users",
         abstract: "Copy existing Clerk users into MongoDB (bearer CLERK_SECRET_KEY).")
 
-    @Option(help: "Clerk Backend API base URL.")
-    var apiURL: String = ProcessInfo.processInfo.environment["CLERK_API_URL"] ?? "https://api.clerk.com"
+    @Option(help: "Clerk Backend API base URL (default: CLERK_API_URL, else https://api.clerk.com).")
+    var apiURL: String?
     @Option(help: "Users per page (Clerk allows up to 500).")
     var pageSize: Int = 100
     @Option(help: "The .env file to read (the environment wins).")
@@ -27,6 +27,7 @@ struct BackfillUsers: ParsableCommand {
         var values = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(DotEnv.parse) ?? [:]
         values.merge(ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }) { $1 }
         guard let secret = values["CLERK_SECRET_KEY"] else { throw ValidationError("CLERK_SECRET_KEY is not set") }
+        let apiURL = apiURL ?? values["CLERK_API_URL"] ?? "https://api.clerk.com"
         let uri = try MongoURI(values["MONGODB_URI"] ?? Config.defaultMongoURI)
         let database = Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
         try database.withConnection { try Schema.ensureIndexes(on: $0) }
