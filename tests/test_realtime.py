@@ -324,19 +324,86 @@ def test_user_deleted_webhook_closes_that_users_sockets_on_every_instance(mongo_
         b.stop()
 
 
-def test_session_ended_webhook_closes_that_sessions_sockets(rt):
+@pytest.mark.parametrize("kind", ["session.ended", "session.removed", "session.revoked"])
+def test_session_ended_webhook_closes_that_sessions_sockets(rt, kind):
     event = json.loads(fixture_bytes("session.ended.json"))
+    event["type"] = kind
     uid, sid = event["data"]["user_id"], event["data"]["id"]
 
     async def run():
         ended, _ = await connect(rt, ISSUER.token(uid, sid=sid))
         other_session, _ = await connect(rt, ISSUER.token(uid, sid="sess_other"))
-        body = fixture_bytes("session.ended.json")
+        body = json.dumps(event).encode()
         assert post(rt, body, signed_headers(body))[0] == 200
         assert await close_code(ended) == 4005
         await other_session.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await asyncio.wait_for(other_session.recv(), 5))["type"] == "ok"
         await other_session.close()
+    asyncio.run(run())
+
+
+def test_refresh_takes_a_fresh_token_and_a_refused_one_keeps_the_connection(rt):
+    uid = user_id()
+
+    async def run():
+        ws, welcome = await connect(rt, ISSUER.token(uid, ttl=30))
+        assert welcome["type"] == "welcome"
+
+        async def refresh(token, rid):
+            await ws.send(json.dumps({"type": "refresh", "id": rid, "token": token}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+        answer = await refresh(ISSUER.token(uid, ttl=600), "r1")
+        assert (answer["type"], answer["id"]) == ("ok", "r1"), answer
+        expires = datetime.datetime.fromisoformat(answer["data"]["expiresAt"].replace("Z", "+00:00"))
+        left = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        assert 500 < left <= 600, left
+        for rid, token, code in [
+            ("r2", ISSUER.token(uid, ttl=-30, nbf_offset=-100, iat_offset=-90), "token_expired"),
+            ("r3", Issuer().token(uid), "token_invalid"),        # another key
+            ("r4", ISSUER.token(uid, azp="https://evil.example"), "token_invalid"),
+            ("r5", ISSUER.token(user_id()), "wrong_user"),
+        ]:
+            answer = await refresh(token, rid)
+            assert (answer["type"], answer["id"], answer["code"]) == ("error", rid, code), answer
+        await ws.send(json.dumps({"type": "ping", "id": "p"}))   # still open, still this user
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ok"
+        assert online(rt, uid) and rt.db.connections.count_documents({"userId": uid}) == 1
+        await ws.close()
+    asyncio.run(run())
+
+
+def test_users_query_pages_through_everyone_and_filters_the_online(rt):
+    watcher, users = user_id(), sorted(user_id() for _ in range(5))
+
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(watcher))
+        sockets = [(await connect(rt, ISSUER.token(u)))[0] for u in users]
+        for gone in sockets[:3]:
+            await gone.close()
+        assert wait_for(lambda: rt.db.users.count_documents({"isOnline": True}) == 3)
+
+        async def query(rid, **fields):
+            await ws.send(json.dumps({"type": "users.query", "id": rid, **fields}))
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert answer["type"] == "ok", answer
+            return answer["data"]
+
+        seen, after, pages = [], None, 0
+        while True:
+            page = await query(f"q{pages}", limit=2, **({"after": after} if after else {}))
+            seen += [u["userId"] for u in page["users"]]
+            pages += 1
+            after = page["next"]
+            if after is None:
+                break
+        assert seen == sorted(users + [watcher]) and pages >= 3
+        online_now = await query("on", online=True)
+        assert sorted(u["userId"] for u in online_now["users"]) == sorted(users[3:] + [watcher])
+        assert all(u["isOnline"] for u in online_now["users"])
+        for s in sockets[3:]:
+            await s.close()
+        await ws.close()
     asyncio.run(run())
 
 
