@@ -136,6 +136,14 @@ class Server:
     def base(self):
         return f"http://127.0.0.1:{self.port}"
 
+    def metrics(self):
+        """/metrics read by the Prometheus project's own parser: {(name, sorted labels): value}."""
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        text = urllib.request.urlopen(self.base + "/metrics", timeout=10).read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -237,6 +237,27 @@ def test_conversations_list_pages_through_every_conversation_once_in_order(serve
     asyncio.run(run())
 
 
+def test_concurrent_senders_share_transactions(servers):
+    a_srv, _ = servers
+    members = [uid(f"m{i}") for i in range(4)]
+
+    async def run():
+        clients = [await client(a_srv, m) for m in members]
+        group = (await clients[0].request("conversation.create", name="busy", members=members[1:]))["conversation"]["conversationId"]
+        sends = [c.request("message.send", conversationId=group, clientId=f"{i}-{n}", text=f"{i}/{n}")
+                 for n in range(20) for i, c in enumerate(clients)]
+        acks = await asyncio.gather(*sends)
+        assert sorted(a["seq"] for a in acks) == list(range(1, 81))
+        for c in clients:
+            await c.close()
+    asyncio.run(run())
+    m = a_srv.metrics()
+    batches, carried = m[("chat_message_batches_total", ())], m[("chat_message_batch_sends_total", ())]
+    assert carried == 80
+    # Group commit: 80 sends arriving together do not take 80 transactions.
+    assert batches <= 40, (batches, carried)
+
+
 def test_group_membership_changes(servers):
     a_srv, _ = servers
     u = [uid("m1"), uid("m2"), uid("m3")]

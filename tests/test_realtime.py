@@ -407,6 +407,29 @@ def test_users_query_pages_through_everyone_and_filters_the_online(rt):
     asyncio.run(run())
 
 
+def test_metrics_count_connections_webhooks_and_database_work(rt):
+    uid = user_id()
+
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(uid))
+        other, _ = await connect(rt, ISSUER.token(user_id()))
+        assert rt.metrics()[("chat_ws_connections", ())] == 2
+        await other.close()
+        assert wait_for(lambda: rt.metrics()[("chat_ws_connections", ())] == 1)
+        body = fixture_bytes("user.created.json")
+        assert post(rt, body, signed_headers(body))[0] == 200
+        assert post(rt, body, signed_headers(body))[0] == 200   # another delivery id, same event: a duplicate
+        await ws.close()
+    asyncio.run(run())
+    m = rt.metrics()
+    assert m[("chat_ws_connections", ())] == 0
+    deliveries = {dict(labels)["outcome"]: v for (name, labels), v in m.items()
+                  if name == "chat_webhook_deliveries_total" and dict(labels)["type"] == "user.created"}
+    assert sum(deliveries.values()) == 2 and deliveries.get("applied") == 1, deliveries
+    assert m[("chat_db_operation_duration_seconds_count", (("operation", "presence_connect"),))] >= 2
+    assert ("chat_db_queue_depth", ()) in m
+
+
 def test_webhook_after_first_connection_fills_the_profile_and_keeps_presence(rt):
     uid = json.loads(fixture_bytes("user.created.json"))["data"]["id"]
 

@@ -1,6 +1,7 @@
 import ChatDomain
 import Foundation
 import Logging
+import Metrics
 import MongoStore
 
 /// Group commit for chat messages (service thread): sends queue up while one transaction is in
@@ -22,6 +23,9 @@ final class MessageBatcher {
     private let deliver: (ChatStore.Fanout) -> Void
     private var queue: [Waiting] = []
     private var inFlight = false
+    // Their ratio is the mean batch size: how many sends share a transaction.
+    private let committedBatches = Counter(label: "chat_message_batches_total")
+    private let committedSends = Counter(label: "chat_message_batch_sends_total")
 
     init(database: Database, maxBatch: Int, instanceID: String, logger: Logger,
          post: @escaping (@escaping () -> Void) -> Void, deliver: @escaping (ChatStore.Fanout) -> Void) {
@@ -73,6 +77,8 @@ final class MessageBatcher {
     private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [ChatStore.Fanout]), Error>) {
         switch result {
         case .success(let (results, fanouts)):
+            committedBatches.increment()
+            committedSends.increment(by: batch.count)
             for (waiting, outcome) in zip(batch, results) {
                 switch outcome {
                 case .stored(let m, _):
