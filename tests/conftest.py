@@ -120,7 +120,7 @@ class Server:
         def pump():
             for line in self.proc.stdout:
                 self.lines.append(line.rstrip("\n"))
-                m = re.search(r"Server running on port (\d+)", line)
+                m = re.search(r"Server running on port (\d+)", line) or re.search(r'"msg":"Server running".*"port":"(\d+)"', line)
                 if m:
                     self.port = int(m.group(1))
                     ready.set()

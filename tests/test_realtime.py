@@ -407,6 +407,22 @@ def test_users_query_pages_through_everyone_and_filters_the_online(rt):
     asyncio.run(run())
 
 
+def test_production_logs_only_json_lines(mongo_uri):
+    s = Server(mongo_uri, env={**ISSUER.env(), "NODE_ENV": "production"})
+    try:
+        async def run():
+            ws, _ = await connect(s, ISSUER.token(user_id()))
+            await ws.close()
+        asyncio.run(run())
+    finally:
+        s.stop()
+    records = [json.loads(line) for line in s.lines]   # every line, stdout and stderr, parses
+    assert all({"time", "level", "msg"} <= set(r) for r in records), records
+    messages = [r["msg"] for r in records]
+    assert "✅ MongoDB connected successfully" in messages and "Server running" in messages, messages
+    assert messages[-1] == "stopped"
+
+
 def test_metrics_count_connections_webhooks_and_database_work(rt):
     uid = user_id()
 

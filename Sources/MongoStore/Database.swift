@@ -26,18 +26,27 @@ public final class Database: @unchecked Sendable {
     }
 
     /// The driver's default handler prints its DEBUG lines too (one per failed heartbeat while the
-    /// database is away); warnings and errors are kept, the monitor reports the outage itself.
+    /// database is away); warnings and errors are kept, through the first pool's logger (JSON lines in
+    /// production), and the monitor reports the outage itself.
     private static let quietDriverLog: Void = {
         mongoc_log_set_handler({ level, domain, message, _ in
             guard level.rawValue <= MONGOC_LOG_LEVEL_WARNING.rawValue, let domain, let message else { return }
-            fputs("mongoc \(String(cString: domain)): \(String(cString: message))\n", stderr)
+            let text = "mongoc \(String(cString: domain)): \(String(cString: message))"
+            if let logger = Database.driverLogger {
+                logger.log(level: level.rawValue <= MONGOC_LOG_LEVEL_ERROR.rawValue ? .error : .warning, "\(text)")
+            } else {
+                fputs(text + "\n", stderr)
+            }
         }, nil)
     }()
+    // Set once, before the handler can run on the driver's threads.
+    nonisolated(unsafe) private static var driverLogger: Logger?
 
     /// `serverSelectionTimeoutMS` defaults to 5 s here (the driver's 30 s would hold a webhook past
     /// Svix's 15 s deadline when the database is down) unless the URI sets it.
     public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) {
         mongoc_init()
+        if Self.driverLogger == nil { Self.driverLogger = logger }
         _ = Self.quietDriverLog
         self.uri = uri
         self.queueLimit = queueLimit

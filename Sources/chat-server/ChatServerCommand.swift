@@ -33,7 +33,8 @@ struct Serve: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "chat-server")
-        let app = ChatServerApp(config: config, logger: logger) { line in print(line) }
+        // The seed's plain lines in development; the same words as JSON log lines in production.
+        let app = ChatServerApp(config: config, logger: logger) { line in production ? logger.info("\(line)") : print(line) }
         do {
             let code = try app.run()
             throw ExitCode(code)
