@@ -8,7 +8,9 @@ import os
 import signal
 import socket
 import struct
+import threading
 import time
+import urllib.request
 import uuid
 
 import jwt
@@ -53,6 +55,13 @@ def wait_for(predicate, timeout=10, interval=0.1):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def ready(server):
+    try:
+        return urllib.request.urlopen(server.base + "/readyz", timeout=5).status == 200
+    except OSError:
+        return False
 
 
 def online(server, uid):
@@ -544,6 +553,30 @@ def test_rate_limit(mongo_uri):
             assert 4008 in codes, codes
         asyncio.run(run())
     finally:
+        server.stop()
+
+
+def test_sigterm_answers_the_webhook_it_is_applying(own_mongo):
+    server = Server(own_mongo.uri, env=ISSUER.env())
+    try:
+        assert wait_for(lambda: ready(server))
+        body = fixture_bytes("user.created.json")
+        answers = []
+        os.kill(own_mongo.proc.pid, signal.SIGSTOP)   # the delivery's database write hangs...
+        try:
+            poster = threading.Thread(target=lambda: answers.append(post(server, body, signed_headers(body))))
+            poster.start()
+            time.sleep(0.5)
+            server.proc.send_signal(signal.SIGTERM)     # ...while the server is told to stop
+            time.sleep(1.5)
+        finally:
+            os.kill(own_mongo.proc.pid, signal.SIGCONT)
+        poster.join(20)
+        assert answers and answers[0][0] == 200, (answers, server.lines[-20:])
+        assert server.proc.wait(15) == 0
+        assert server.db.users.count_documents({"clerkId": json.loads(body)["data"]["id"]}) == 1
+    finally:
+        os.kill(own_mongo.proc.pid, signal.SIGCONT)
         server.stop()
 
 

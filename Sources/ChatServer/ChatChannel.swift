@@ -30,6 +30,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
     private var instanceRecorded = false
     private var draining: (() -> Void)?
+    private var drainingOthersIdle: () -> Bool = { true }
     private let hostName = ProcessInfo.processInfo.hostName
 
     init(settings: ChannelSettings, database: Database, instanceID: String, logger: Logger,
@@ -119,7 +120,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             nextHeartbeat = now.addingTimeInterval(TimeInterval(settings.heartbeatSeconds))
             heartbeat(now)
         }
-        if let done = draining, sessions.isEmpty, pendingPresenceJobs == 0, batcher.isIdle {
+        if let done = draining, sessions.isEmpty, pendingPresenceJobs == 0, batcher.isIdle, drainingOthersIdle() {
             draining = { }
             database.submit("presence_leave", { [instanceID] c in try PresenceStore.removeInstance(instanceID, on: c) }) { [post] _ in
                 post { done() }
@@ -376,9 +377,11 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         }
     }
 
-    /// Closes every socket with the "reconnect" code, waits for their presence updates, removes this
+    /// Closes every socket with the "reconnect" code, waits for their presence updates and for
+    /// `othersIdle` (work in flight elsewhere, such as webhooks being applied), removes this
     /// instance's record, then calls `done`.
-    func drain(done: @escaping () -> Void) {
+    func drain(until othersIdle: @escaping () -> Bool = { true }, done: @escaping () -> Void) {
+        drainingOthersIdle = othersIdle
         draining = done
         for session in sessions.values { session.close(.serviceRestart, "server restarting: reconnect") }
     }

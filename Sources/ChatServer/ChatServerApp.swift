@@ -25,6 +25,7 @@ public final class ChatServerApp {
     private var server: LwsServer!
     private var router: HTTPRouter!
     private var channel: ChatChannel!
+    private var webhook: WebhookRoute!
     private var signalSources: [DispatchSourceSignal] = []
     private let say: (String) -> Void
 
@@ -54,6 +55,7 @@ public final class ChatServerApp {
         let webhook = WebhookRoute(verifier: config.webhookVerifier, maxBodyBytes: config.webhookMaxBodyBytes,
                                    database: database, monitor: monitor, metrics: metrics, logger: logger, post: { postToService($0) })
         webhook.listener = channel
+        self.webhook = webhook
         router = HTTPRouter(monitor: monitor, metrics: metrics, webhook: webhook, webSocketPath: options.webSocketPath)
         server = try LwsServer(options: options, http: router, webSocket: channel, metrics: metrics, logger: logger)
         let server = self.server!
@@ -161,7 +163,7 @@ public final class ChatServerApp {
         lifecycle = .draining(deadline: Date().addingTimeInterval(grace))
         logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
         router.draining = true
-        channel.drain { [weak self] in self?.server.stop() }
+        channel.drain(until: { [webhook] in webhook?.isIdle ?? true }) { [weak self] in self?.server.stop() }
         // A bound on draining, whatever is still in flight.
         DispatchQueue.global().asyncAfter(deadline: .now() + grace) { [weak self] in self?.server.stop() }
     }

@@ -38,6 +38,10 @@ final class WebhookRoute {
         self.post = post
     }
 
+    /// Deliveries being applied (service thread): shutdown waits for them to be answered.
+    private(set) var jobsInFlight = 0
+    var isIdle: Bool { jobsInFlight == 0 }
+
     func action(_ head: HTTPRequestHead) -> HTTPAction {
         guard verifier != nil else {
             return .respond(.json(503, ["error": "webhooks are not configured: set CLERK_WEBHOOK_SECRET"]))
@@ -70,8 +74,10 @@ final class WebhookRoute {
         case .sessionEnded(let type, let sessionID, let userID):
             // Recorded so that every instance closes the session's sockets (change stream) and its
             // tokens cannot connect again; 2xx only once that is stored.
+            jobsInFlight += 1
             database.submit("session_revoke", { c in try PresenceStore.revokeSession(sessionID, userID: userID, now: Date(), on: c) }) { [self] result in
                 post { [self] in
+                    jobsInFlight -= 1
                     switch result {
                     case .success:
                         logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
@@ -92,10 +98,12 @@ final class WebhookRoute {
                 return
             }
             let now = Date()
+            jobsInFlight += 1
             database.submit("webhook_apply", { connection in
                 try UserStore.apply(event, deliveryID: deliveryID, now: now, on: connection)
             }) { [self] result in
                 post { [self] in
+                    jobsInFlight -= 1
                     switch result {
                     case .success(let outcome):
                         logger.info("webhook \(outcome.rawValue)", metadata: ["svix_id": "\(deliveryID)", "type": "\(event.type)"])
