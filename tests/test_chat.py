@@ -258,6 +258,28 @@ def test_concurrent_senders_share_transactions(servers):
     assert batches <= 40, (batches, carried)
 
 
+def test_bursts_of_small_medium_and_large_frames_arrive_intact(servers):
+    # Frames queued together for one socket leave in one write; every length encoding must survive it.
+    a_srv, _ = servers
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b = await client(a_srv, alice), await client(a_srv, bob)
+        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        texts = ["x" * n for n in [5, 125, 126, 4000, 7990] * 6]
+        pongs = await asyncio.gather(*[a.request("message.send", conversationId=cid, clientId=f"b{i}", text=t)
+                                       for i, t in enumerate(texts)], *[b.request("ping") for _ in range(5)])
+        assert all("time" in p for p in pongs[len(texts):])   # replies under 126 bytes, between the messages
+        got = sorted(await b.messages(len(texts)), key=lambda m: m["seq"])
+        assert sorted(m["text"] for m in got) == sorted(texts)
+        page, more = await asyncio.gather(b.request("history", conversationId=cid, limit=200),   # one frame > 64 KiB
+                                          a.request("message.send", conversationId=cid, clientId="after", text="tail"))
+        assert len(page["messages"]) == len(texts) + (1 if page["messages"][-1]["text"] == "tail" else 0)
+        assert (await b.messages(1))[0]["text"] == "tail"
+        await a.close(); await b.close()
+    asyncio.run(run())
+
+
 def test_group_membership_changes(servers):
     a_srv, _ = servers
     u = [uid("m1"), uid("m2"), uid("m3")]

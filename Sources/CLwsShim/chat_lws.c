@@ -138,6 +138,12 @@ int chat_lws_write_text(struct lws *wsi, unsigned char *payload, size_t len) {
     return lws_write(wsi, payload, len, LWS_WRITE_TEXT);
 }
 
+int chat_lws_write_frames(struct lws *wsi, unsigned char *bytes, size_t len) {
+    /* On a ws connection lws passes LWS_WRITE_RAW bytes through unframed, and keeps what the
+       kernel does not take for the next writable callback, as it does for its own frames. */
+    return lws_write(wsi, bytes, len, LWS_WRITE_RAW);
+}
+
 int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds) {
     /* 4 is lws' own LWS_WRITE_CLOSE, kept out of the public header in favour of lws_close_reason(),
        whose path closes the socket as soon as the frame is out (measured with lws 4.1.6). */

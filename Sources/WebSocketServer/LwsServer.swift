@@ -55,6 +55,8 @@ public final class LwsServer {
     public private(set) var port: Int = 0
     let logger: Logger
     let metrics: TransportMetrics
+    /// Reused by every connection's coalesced writes (service thread only).
+    var coalesceBuffer: [UInt8] = []
     weak var http: HTTPService?
     weak var webSocket: WebSocketService?
 

@@ -77,8 +77,15 @@ public final class WebSocketConnection {
         lws_callback_on_writable(wsi)
     }
 
-    /// Writes one queued frame. Returns -1 to make lws close the socket.
+    /// Writes what is queued: several frames in one send() when more than one waits (a batch of
+    /// messages to one member), else one. Returns -1 to make lws close the socket.
     func writeNext() -> Int32 {
+        if outbound.count - outboundHead > 1 {
+            let written = writeCoalesced()
+            if written < 0 { return -1 }
+            if outboundHead < outbound.count || isClosing { lws_callback_on_writable(wsi) }
+            return 0
+        }
         if outboundHead < outbound.count {
             let frame = outbound[outboundHead]
             outbound[outboundHead] = OutboundFrame.empty
@@ -100,6 +107,50 @@ public final class WebSocketConnection {
             if chat_lws_send_close(wsi, frame.payload, frame.count, 3) < frame.count { return -1 }
         }
         return 0
+    }
+
+    /// Frames them into the server's scratch buffer (text, FIN, unmasked: server to client) up to
+    /// `coalesceLimit` bytes, at least two frames, and writes them at once.
+    private func writeCoalesced() -> Int {
+        var bytes: [UInt8] = []
+        swap(&bytes, &server.coalesceBuffer)   // taken, not copied: one buffer reused by every write
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: repeatElement(0, count: chat_lws_pre))
+        var frames = 0
+        while outboundHead < outbound.count {
+            let frame = outbound[outboundHead]
+            if frames >= 2 && bytes.count + frame.count > Self.coalesceLimit { break }
+            outbound[outboundHead] = OutboundFrame.empty
+            outboundHead += 1
+            queuedBytes -= frame.count
+            frames += 1
+            Self.appendHeader(textLength: frame.count, to: &bytes)
+            bytes.append(contentsOf: UnsafeBufferPointer(start: frame.payload, count: frame.count))
+        }
+        if outboundHead == outbound.count {
+            outbound.removeAll(keepingCapacity: outbound.count <= 64)
+            outboundHead = 0
+        }
+        let length = bytes.count - chat_lws_pre
+        let written = bytes.withUnsafeMutableBufferPointer { chat_lws_write_frames(wsi, $0.baseAddress! + chat_lws_pre, length) }
+        swap(&bytes, &server.coalesceBuffer)
+        return Int(written) < length ? -1 : Int(written)
+    }
+
+    static let coalesceLimit = 64 * 1024
+
+    /// RFC 6455 §5.2: FIN + text opcode, then the payload length in 7, 7+16 or 7+64 bits.
+    static func appendHeader(textLength n: Int, to bytes: inout [UInt8]) {
+        bytes.append(0x81)
+        if n < 126 {
+            bytes.append(UInt8(n))
+        } else if n < 65_536 {
+            bytes.append(126)
+            bytes.append(UInt8(n >> 8)); bytes.append(UInt8(n & 0xff))
+        } else {
+            bytes.append(127)
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((UInt64(n) >> UInt64(shift)) & 0xff)) }
+        }
     }
 
     var isClosing: Bool { if case .closing = state { return true } else { return false } }

@@ -52,6 +52,8 @@ int chat_lws_write_http_headers(struct lws *wsi, unsigned int status, const char
 /// lws_write without Swift needing the enum values.
 int chat_lws_write_http_body(struct lws *wsi, unsigned char *payload, size_t len, int final);
 int chat_lws_write_text(struct lws *wsi, unsigned char *payload, size_t len);
+/* Writes bytes that are already complete WebSocket frames (several in one send()). */
+int chat_lws_write_frames(struct lws *wsi, unsigned char *bytes, size_t len);
 /* Sends a close frame (payload: 2-byte code + reason) and leaves the socket open for the peer's ack. */
 int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds);
 int chat_lws_write_ws(struct lws *wsi, unsigned char *payload, size_t len, int text, int first, int final);
