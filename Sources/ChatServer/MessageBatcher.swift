@@ -52,12 +52,15 @@ final class MessageBatcher {
         let sends = batch.map(\.send)
         let origin = instanceID
         database.submit("message_batch", { c in
-            // A concurrent writer (another instance) can take the same sequence numbers first:
-            // the unique index or the counter check refuses ours, and the batch is retried.
+            // A concurrent writer (another instance) can take the same sequence numbers first, or a
+            // send can repeat a stored client id: a unique index refuses the batch, and it is retried,
+            // this time looking up earlier sends (a resend gets its first ack).
             var attempt = 0
             while true {
                 attempt += 1
-                do { return try ChatStore.sendBatch(sends, origin: origin, now: Date(), on: c) } catch let error as DatabaseError {
+                do {
+                    return try ChatStore.sendBatch(sends, origin: origin, now: Date(), lookUpEarlier: attempt > 1, on: c)
+                } catch let error as DatabaseError {
                     switch error {
                     case .duplicateKey where attempt < 8: continue
                     case .failed(_, 112, _) where attempt < 8: continue

@@ -11,6 +11,9 @@ public enum ChatStore {
     public static let events = "events"
     /// Events are a fan-out transport, not history: gone after a minute.
     static let eventRetention: TimeInterval = 60
+    /// The (conversationId, seq) index, named for reads whose other fields would otherwise keep the
+    /// embedded database from using it.
+    static let bySequence: BSONDocument = BSONDocument([("conversationId", .int32(1)), ("seq", .int32(1))])
 
     public enum ChatError: Error, Equatable {
         case notFound(String)
@@ -114,7 +117,8 @@ public enum ChatStore {
             let tiedAndLower: BSONDocument = ["updatedAt": .date(before.updatedAt), "_id": ["$lt": .string(before.conversationID)]]
             filter["$or"] = .array([.document(older), .document(tiedAndLower)])
         }
-        var docs = try c.collection(conversations).find(filter, sort: ["updatedAt": .int32(-1), "_id": .int32(-1)], limit: limit + 1)
+        var docs = try c.collection(conversations).find(filter, sort: ["updatedAt": .int32(-1), "_id": .int32(-1)], limit: limit + 1,
+                                                        hint: ["members": .int32(1)])
         let more = docs.count > limit
         if more { docs.removeLast(docs.count - limit) }
         let readDocs = try c.collection(reads).find(["conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
@@ -128,7 +132,7 @@ public enum ChatStore {
             let unread = try c.collection(messages).count([
                 "conversationId": .string(conversation.id), "seq": ["$gt": .int64(positions[conversation.id]?[me] ?? 0)],
                 "senderId": ["$ne": .string(me)], "deleted": ["$ne": .bool(true)],
-            ])
+            ], hint: Self.bySequence)
             return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread,
                           reads: positions[conversation.id] ?? [:])
         }
@@ -165,7 +169,13 @@ public enum ChatStore {
     /// the same client ids, one bulk of sequence-counter updates, one insert of the messages, one of
     /// their events (one per conversation). The sequence is gap-free because counters and messages
     /// commit together; a concurrent writer makes the counter check fail and the batch is retried.
-    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
+    ///
+    /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
+    /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
+    /// (`lookUpEarlier`) finds it and returns its ack. The unique (conversation, seq) index likewise
+    /// refuses sequence numbers a concurrent writer took first.
+    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, lookUpEarlier: Bool = true,
+                                 on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
         try c.withTransaction { tx in
             var results = [SendResult?](repeating: nil, count: sends.count)
             let ids = Set(sends.map(\.conversationID)).sorted()
@@ -174,11 +184,16 @@ public enum ChatStore {
                 if let conv = decode(doc) { conversationsByID[conv.id] = conv }
             }
             var known: [String: ChatMessage] = [:]
-            let earlier = try tx.collection(messages).find([
-                "conversationId": ["$in": .array(ids.map { .string($0) })],
-                "clientId": ["$in": .array(Set(sends.map(\.clientID)).map { .string($0) })],
-            ])
-            for doc in earlier { if let m = message(doc) { known[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
+            if lookUpEarlier {
+                // One equality lookup per conversation: an index range the embedded database can use.
+                for id in ids {
+                    let clientIDs = Set(sends.filter { $0.conversationID == id }.map(\.clientID))
+                    let earlier = try tx.collection(messages).find([
+                        "conversationId": .string(id), "clientId": ["$in": .array(clientIDs.map { .string($0) })],
+                    ])
+                    for doc in earlier { if let m = message(doc) { known[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
+                }
+            }
 
             var fresh: [String: [ChatMessage]] = [:]
             var next: [String: Int64] = [:]
@@ -206,17 +221,19 @@ public enum ChatStore {
 
             let counters: [(filter: BSONDocument, update: BSONDocument)] = fresh.keys.sorted().map { id in
                 let list = fresh[id]!, last = list.last!
-                return (["_id": .string(id), "lastSeq": .int64(conversationsByID[id]!.lastSeq)],
+                return (["_id": .string(id)],
                         ["$inc": ["lastSeq": .int64(Int64(list.count))], "$set": [
                             "updatedAt": .date(now),
                             "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
                                             "text": .string(String(last.text?.prefix(200) ?? "")), "createdAt": .date(now)],
                         ]])
             }
-            // Another transaction moved a counter between our read and write: retry the batch.
+            // A conversation deleted meanwhile: retry the batch (it then fails those sends).
             guard try tx.collection(conversations).bulkUpdateOne(counters) == Int64(counters.count) else {
                 throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
             }
+            // Another writer took these sequence numbers first: the unique index refuses them and the
+            // whole transaction, counters included, is retried.
             try tx.collection(messages).insertMany(fresh.keys.sorted().flatMap { fresh[$0]!.map(document) })
             var fanouts: [Fanout] = []
             var eventDocs: [BSONDocument] = []
@@ -241,24 +258,32 @@ public enum ChatStore {
                               origin: String, now: Date, on c: MongoConnection) throws -> (ChatMessage, Fanout) {
         try c.withTransaction { tx in
             let conversation = try member(me, of: conversationID, on: tx)
-            guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID), "conversationId": .string(conversationID)]),
+            guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID)]),
+                  doc["conversationId"]?.stringValue == conversationID,
                   var m = message(doc) else { throw ChatError.notFound("no message \(messageID)") }
+            // The list preview follows the change only when this is the last message.
+            let isLast = try tx.collection(conversations).findOne(["_id": .string(conversationID)], projection: ["lastMessage.messageId": .int32(1)])?["lastMessage"]?
+                .documentValue?["messageId"]?.stringValue == messageID
             guard m.senderID == me else { throw ChatError.forbidden("only the sender can change a message") }
             guard !m.deleted else { throw ChatError.notFound("message \(messageID) was deleted") }
             let type: String
             switch change {
             case .edit(let text):
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .string(text), "editedAt": .date(now)]])
-                try tx.collection(conversations).updateOne(["_id": .string(conversationID), "lastMessage.messageId": .string(messageID)],
-                                                           ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
+                if isLast {
+                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
+                                                               ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
+                }
                 m.text = text
                 m.editedAt = now
                 type = "message.updated"
             case .delete:
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .null, "deleted": .bool(true), "deletedAt": .date(now)]])
                 // The list preview must not keep showing deleted text.
-                try tx.collection(conversations).updateOne(["_id": .string(conversationID), "lastMessage.messageId": .string(messageID)],
-                                                           ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
+                if isLast {
+                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
+                                                               ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
+                }
                 m.text = nil
                 m.deleted = true
                 type = "message.deleted"
@@ -395,7 +420,7 @@ public enum ChatStore {
     static func requireUsers(_ ids: [String], on c: MongoConnection) throws {
         guard !ids.isEmpty else { return }
         let found = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(ids.map { .string($0) })], "deleted": ["$ne": .bool(true)]],
-                                                           projection: ["clerkId": .int32(1)])
+                                                           projection: ["clerkId": .int32(1)], hint: UserStore.byClerkID)
         let known = Set(found.compactMap { $0["clerkId"]?.stringValue })
         if let missing = ids.first(where: { !known.contains($0) }) { throw ChatError.notFound("no user \(missing)") }
     }
@@ -425,7 +450,7 @@ public enum ChatStore {
         let senders = Set(list.map(\.senderID))
         guard !senders.isEmpty else { return list }
         let deleted = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(senders.map { .string($0) })], "deleted": .bool(true)],
-                                                             projection: ["clerkId": .int32(1)])
+                                                             projection: ["clerkId": .int32(1)], hint: UserStore.byClerkID)
         let gone = Set(deleted.compactMap { $0["clerkId"]?.stringValue })
         return gone.isEmpty ? list : list.map { var m = $0; m.senderDeleted = gone.contains(m.senderID); return m }
     }

@@ -112,9 +112,12 @@ public final class MongoCollection {
         return BSONDocument(bson: reply)["deletedCount"]?.int64Value ?? 0
     }
 
+    /// `hint` names the index by its key pattern. The embedded database (SecantusDB) plans a filter
+    /// with fields beyond an index's as a collection scan unless told which index to use.
     public func find(_ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil,
-                     projection: BSONDocument? = nil, skip: Int? = nil) throws(DatabaseError) -> [BSONDocument] {
+                     projection: BSONDocument? = nil, skip: Int? = nil, hint: BSONDocument? = nil) throws(DatabaseError) -> [BSONDocument] {
         var options: BSONDocument = [:]
+        if let hint { options["hint"] = .document(hint) }
         if let sort { options["sort"] = .document(sort) }
         if let limit { options["limit"] = .int64(Int64(limit)) }
         if let skip { options["skip"] = .int64(Int64(skip)) }
@@ -140,10 +143,11 @@ public final class MongoCollection {
         try find(filter, limit: 1, projection: projection).first
     }
 
-    public func count(_ filter: BSONDocument) throws(DatabaseError) -> Int64 {
+    public func count(_ filter: BSONDocument, hint: BSONDocument? = nil) throws(DatabaseError) -> Int64 {
         var error = bson_error_t()
+        let options: BSONDocument = hint.map { ["hint": .document($0)] } ?? [:]
         let n = filter.withBSON { f in
-            withOptions([:]) { opts in mongoc_collection_count_documents(handle, f, opts, nil, nil, &error) }
+            withOptions(options) { opts in mongoc_collection_count_documents(handle, f, opts, nil, nil, &error) }
         }
         if n < 0 { throw DatabaseError(error) }
         return n

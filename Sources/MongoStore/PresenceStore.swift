@@ -117,14 +117,17 @@ public enum PresenceStore {
         var filter: BSONDocument = ["userId": .string(userID)]
         if let excludingInstance { filter["instanceId"] = ["$ne": .string(excludingInstance)] }
         let records = c.collection(connections)
-        guard try records.count(filter) == 0 else { return }
+        let byUser: BSONDocument = ["userId": .int32(1)]
+        guard try records.count(filter, hint: byUser) == 0 else { return }
         let users = c.collection(UserStore.users)
-        try users.updateOne(["clerkId": .string(userID), "isOnline": .bool(true)], [
+        // By clerkId alone (an updated user who was already offline just gets a later lastSeen):
+        // a second field would make the embedded database scan every user.
+        try users.updateOne(["clerkId": .string(userID)], [
             "$set": ["isOnline": .bool(false)],
             "$max": ["lastSeen": .date(lastSeen)],
             "$inc": [presenceVersion: .int64(1)],
         ])
-        if try records.count(filter) > 0 {
+        if try records.count(filter, hint: byUser) > 0 {
             try users.updateOne(["clerkId": .string(userID)], ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]])
         }
     }
@@ -155,6 +158,6 @@ public enum PresenceStore {
         return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
             "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
             "imageUrl": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1),
-        ])
+        ], hint: UserStore.byClerkID)
     }
 }

@@ -16,9 +16,10 @@ public enum Schema {
             ["key": .document(["expireAt": .int32(1)]), "name": .string("expireAt_ttl"), "expireAfterSeconds": .int32(0)],
         ])
         try connection.collection(ChatStore.conversations).createIndexes([
-            // Serves conversations.list pages: members, then latest activity, ties by id.
-            ["key": .document(BSONDocument([("members", .int32(1)), ("updatedAt", .int32(-1)), ("_id", .int32(-1))])),
-             "name": .string("members_updatedAt_id")],
+            // A user's conversations. Not (members, updatedAt): every message moves updatedAt, and in
+            // a group of N members that would rewrite N index keys per message; a user's own
+            // conversations are few enough to sort after the lookup.
+            ["key": .document(["members": .int32(1)]), "name": .string("members")],
         ])
         try connection.collection(ChatStore.messages).createIndexes([
             ["key": .document(BSONDocument([("conversationId", .int32(1)), ("seq", .int32(1))])), "name": .string("conversation_seq"), "unique": .bool(true)],

@@ -10,6 +10,8 @@ public enum WebhookOutcome: String, Sendable {
 /// delivery applied (its `svix-id`), written in the same transaction as the effect.
 public enum UserStore {
     public static let users = "users"
+    /// The unique clerkId index, named for reads with other fields (see `MongoCollection.find`).
+    public static let byClerkID: BSONDocument = ["clerkId": .int32(1)]
     public static let webhookEvents = "webhook_events"
     /// Svix retries for about 28 hours; replays from the dashboard can come later.
     public static let webhookRetention: TimeInterval = 7 * 24 * 3600
