@@ -185,11 +185,14 @@ public enum ChatStore {
             }
             var known: [String: ChatMessage] = [:]
             if lookUpEarlier {
-                // One equality lookup per conversation: an index range the embedded database can use.
-                for id in ids {
-                    let clientIDs = Set(sends.filter { $0.conversationID == id }.map(\.clientID))
+                // One lookup per (conversation, sender) on the unique index: equality prefixes the
+                // embedded database can serve from it.
+                let groups = Dictionary(grouping: sends) { [$0.conversationID, $0.senderID] }
+                for (key, group) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                    let clientIDs = Set(group.map(\.clientID))
                     let earlier = try tx.collection(messages).find([
-                        "conversationId": .string(id), "clientId": ["$in": .array(clientIDs.map { .string($0) })],
+                        "conversationId": .string(key[0]), "senderId": .string(key[1]),
+                        "clientId": ["$in": .array(clientIDs.map { .string($0) })],
                     ])
                     for doc in earlier { if let m = message(doc) { known[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
                 }

@@ -25,7 +25,6 @@ public enum Schema {
             ["key": .document(BSONDocument([("conversationId", .int32(1)), ("seq", .int32(1))])), "name": .string("conversation_seq"), "unique": .bool(true)],
             ["key": .document(BSONDocument([("conversationId", .int32(1)), ("senderId", .int32(1)), ("clientId", .int32(1))])),
              "name": .string("conversation_sender_clientId"), "unique": .bool(true)],
-            ["key": .document(BSONDocument([("conversationId", .int32(1)), ("clientId", .int32(1))])), "name": .string("conversation_clientId")],
         ])
         try connection.collection(ChatStore.reads).createIndexes([
             ["key": .document(["userId": .int32(1)]), "name": .string("userId")],
