@@ -63,13 +63,12 @@ public enum PresenceStore {
     // MARK: connections
 
     /// Records the connection, then marks the user online (creating a minimal user when the
-    /// `user.created` webhook has not arrived yet; it fills the profile in later).
+    /// `user.created` webhook has not arrived yet; it fills the profile in later). A user already
+    /// online through another socket is not written at all: the record is what keeps them online, and
+    /// a disconnect racing this one recounts the records after going offline (`reconcile`), so the
+    /// read below, made after the record exists, cannot leave them offline.
     public static func connect(connectionID: String, userID: String, sessionID: String?, instanceID: String,
                                now: Date, on c: MongoConnection) throws -> ConnectOutcome {
-        if let user = try c.collection(UserStore.users).findOne(["clerkId": .string(userID)], projection: ["deleted": .int32(1)]),
-           user["deleted"]?.boolValue == true {
-            return .userDeleted
-        }
         if let sessionID {
             let revoked = try c.collection(revokedSessions).findOne(["_id": .string(sessionID)])
             if revoked != nil { return .sessionEnded }
@@ -79,6 +78,17 @@ public enum PresenceStore {
             "userId": .string(userID), "instanceId": .string(instanceID),
             "sessionId": .string(sessionID), "connectedAt": .date(now),
         ]], upsert: true)
+        let users = c.collection(UserStore.users)
+        let current = try users.findOne(["clerkId": .string(userID)], projection: [
+            "clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1), presenceVersion: .int32(1), "deleted": .int32(1),
+        ])
+        if current?["deleted"]?.boolValue == true {
+            try c.collection(connections).deleteOne(["_id": .string(connectionID)])
+            return .userDeleted
+        }
+        if let current, current["isOnline"]?.boolValue == true, let snapshot = snapshot(current) {
+            return .online(snapshot)
+        }
         let update: BSONDocument = [
             "$set": ["isOnline": .bool(true)],
             "$inc": [presenceVersion: .int64(1)],
@@ -86,14 +96,15 @@ public enum PresenceStore {
                 .appending([("clerkId", .string(userID)), ("lastSeen", .date(now)), ("createdAt", .date(now)),
                             ("updatedAt", .date(now)), ("deleted", .bool(false))])),
         ]
+        var updated: BSONDocument?
         do {
-            try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
+            updated = try users.findOneAndUpdate(["clerkId": .string(userID)], update, upsert: true)
         } catch {
             // Two first connections raced to create the user: the other one created it.
             guard case .duplicateKey = error else { throw error }
-            try c.collection(UserStore.users).updateOne(["clerkId": .string(userID)], update, upsert: true)
+            updated = try users.findOneAndUpdate(["clerkId": .string(userID)], update, upsert: true)
         }
-        return .online(try snapshots(of: [userID], on: c).first ?? PresenceSnapshot(userID: userID, isOnline: true, lastSeen: now))
+        return .online(updated.flatMap(snapshot) ?? PresenceSnapshot(userID: userID, isOnline: true, lastSeen: now))
     }
 
     /// Removes the connection record; the user goes offline, with `lastSeen` = `at`, when it was the last.
