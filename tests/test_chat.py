@@ -28,6 +28,12 @@ async def client(server, user):
     return await Client.connect(server.port, ISSUER.token(user, ttl=600))
 
 
+async def direct_pair(server, alice, bob):
+    """Both users connected to `server`, and their direct conversation's id."""
+    a, b = await client(server, alice), await client(server, bob)
+    return a, b, (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+
+
 def test_direct_messages_both_ways_and_opening_twice_is_the_same_conversation(servers):
     a_srv, _ = servers
     alice, bob = uid("alice"), uid("bob")
@@ -77,8 +83,7 @@ def test_retried_send_with_the_same_client_id_stores_one_message_and_acks_the_sa
     alice, bob = uid("alice"), uid("bob")
 
     async def run():
-        a, b = await client(a_srv, alice), await client(a_srv, bob)
-        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        a, b, cid = await direct_pair(a_srv, alice, bob)
         acks = [await a.request("message.send", conversationId=cid, clientId="same", text="once") for _ in range(3)]
         acks += await asyncio.gather(*[a.request("message.send", conversationId=cid, clientId="same", text="once") for _ in range(5)])
         assert all(ack == acks[0] for ack in acks), acks
@@ -186,8 +191,7 @@ def test_unread_counts_follow_read_state(servers):
     alice, bob = uid("alice"), uid("bob")
 
     async def run():
-        a, b = await client(a_srv, alice), await client(a_srv, bob)
-        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        a, b, cid = await direct_pair(a_srv, alice, bob)
         for i in range(5):
             await a.request("message.send", conversationId=cid, clientId=f"u{i}", text=f"{i}")
         listed = (await b.request("conversations.list"))["conversations"]
@@ -264,8 +268,7 @@ def test_bursts_of_small_medium_and_large_frames_arrive_intact(servers):
     alice, bob = uid("alice"), uid("bob")
 
     async def run():
-        a, b = await client(a_srv, alice), await client(a_srv, bob)
-        cid = (await a.request("conversation.direct", userId=bob))["conversation"]["conversationId"]
+        a, b, cid = await direct_pair(a_srv, alice, bob)
         texts = ["x" * n for n in [5, 125, 126, 4000, 7990] * 6]
         pongs = await asyncio.gather(*[a.request("message.send", conversationId=cid, clientId=f"b{i}", text=t)
                                        for i, t in enumerate(texts)], *[b.request("ping") for _ in range(5)])
