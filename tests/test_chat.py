@@ -166,6 +166,9 @@ def test_edits_deletes_read_receipts_and_typing_reach_the_other_members(servers)
         await a.request("message.edit", conversationId=cid, messageId=ack["messageId"], text="the")
         updated = (await b.event("message.updated"))["message"]
         assert updated["text"] == "the" and updated["editedAt"]
+        shown = (await b.request("history", conversationId=cid))["messages"]
+        assert [(m["text"], m["editedAt"]) for m in shown] == [("the", updated["editedAt"])]   # history: the latest state
+        assert (await b.request("conversations.list"))["conversations"][0]["lastMessage"]["text"] == "the"
         with pytest.raises(ChatError) as refused:
             await b.request("message.edit", conversationId=cid, messageId=ack["messageId"], text="mine now")
         assert refused.value.code == "forbidden"
@@ -281,6 +284,24 @@ def test_bursts_of_small_medium_and_large_frames_arrive_intact(servers):
         assert (await b.messages(1))[0]["text"] == "tail"
         await a.close(); await b.close()
     asyncio.run(run())
+
+
+def test_the_message_size_limit_is_configurable(mongo_uri):
+    server = Server(mongo_uri, env={**ISSUER.env(), "CHAT_MAX_MESSAGE_BYTES": "2000"})
+    alice, bob = uid("alice"), uid("bob")
+
+    async def run():
+        a, b, cid = await direct_pair(server, alice, bob)
+        assert (await a.request("message.send", conversationId=cid, clientId="fits", text="é" * 1000))["seq"] == 1
+        with pytest.raises(ChatError) as refused:
+            await a.request("message.send", conversationId=cid, clientId="over", text="é" * 1000 + "x")   # 2001 bytes
+        assert refused.value.code == "invalid_message"
+        await a.close(); await b.close()
+    try:
+        asyncio.run(run())
+        assert server.db.messages.count_documents({}) == 1
+    finally:
+        server.stop()
 
 
 def test_group_membership_changes(servers):

@@ -682,6 +682,7 @@ def test_direct_conversations_and_chat_errors(live, keys):
             ({"type": "read", "conversationId": cid, "seq": -1}, "bad_request"),
             ({"type": "read", "conversationId": cid}, "bad_request"),
             ({"type": "conversations.list", "limit": 0}, "bad_request"),
+            ({"type": "users.query", "search": "a" * 201}, "bad_request"),
             ({"type": "conversations.list", "before": "yesterday"}, "bad_request"),
             ({"type": "conversations.list", "before": 1746360309655}, "bad_request"),
             ({"type": "conversation.create", "name": "  ", "members": []}, "bad_request"),

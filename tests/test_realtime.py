@@ -471,14 +471,15 @@ def test_webhook_after_first_connection_fills_the_profile_and_keeps_presence(rt)
     asyncio.run(run())
 
 
-def test_sigterm_closes_sockets_with_the_reconnect_code_and_updates_presence(mongo_uri):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_closes_sockets_with_the_reconnect_code_and_updates_presence(mongo_uri, sig):
     server = Server(mongo_uri, env=ISSUER.env())
     uid = user_id()
 
     async def run():
         ws, _ = await connect(server, ISSUER.token(uid))
         assert wait_for(lambda: online(server, uid))
-        server.proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(sig)
         assert await close_code(ws) == 1012
     asyncio.run(run())
     assert server.proc.wait(15) == 0
@@ -486,6 +487,19 @@ def test_sigterm_closes_sockets_with_the_reconnect_code_and_updates_presence(mon
     assert server.db.connections.count_documents({}) == 0
     assert server.db.instances.count_documents({}) == 0
     server.client.close()
+
+
+def test_a_message_in_fragments_is_read_as_one(rt):
+    async def run():
+        ws, _ = await connect(rt, ISSUER.token(user_id()))
+        watched = [user_id() for _ in range(300)]
+        frame = json.dumps({"type": "presence.subscribe", "id": "frag", "userIds": watched})   # ~9 KB
+        await ws.send([frame[:10], frame[10:4000], frame[4000:]])   # websockets sends a list as continuation frames
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (reply["type"], reply["id"]) == ("ok", "frag")
+        assert [u["userId"] for u in reply["data"]["users"]] == watched
+        await ws.close()
+    asyncio.run(run())
 
 
 def test_origin_check_and_path(rt):

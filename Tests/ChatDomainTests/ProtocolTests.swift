@@ -35,6 +35,7 @@ import Testing
         (#"{"type":"sync","positions":{"c":"3"}}"#, .badRequest), (#"{"type":"ping","id":5}"#, .badRequest),
         (#"{"type":"conversations.list","before":"g_1"}"#, .badRequest), (#"{"type":"conversations.list","before":"-5.g_1"}"#, .badRequest),
         (#"{"type":"conversations.list","before":"5."}"#, .badRequest), (#"{"type":"conversations.list","before":5}"#, .badRequest),
+        ("{\"type\":\"users.query\",\"search\":\"" + String(repeating: "a", count: 201) + "\"}", .badRequest),
     ])
     func malformedFramesGetACode(json: String, code: ErrorCode) {
         #expect { try decode(json) } throws: { ($0 as? FrameError)?.code == code }

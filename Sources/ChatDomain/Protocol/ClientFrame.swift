@@ -84,6 +84,8 @@ public struct FrameError: Error, Equatable, Sendable {
 extension ClientFrame {
     public static let maxPresenceSubscriptions = 1000
     public static let maxPageSize = 200
+    /// A directory search is a few words; the embedded database refuses patterns over 1,000 bytes.
+    public static let maxSearchBytes = 200
 
     public static func decode(_ bytes: [UInt8]) throws(FrameError) -> ClientFrame {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
@@ -105,8 +107,12 @@ extension ClientFrame {
         case "users.query":
             let limit = try fields.optionalInt("limit") ?? 50
             guard (1...maxPageSize).contains(limit) else { throw FrameError(.badRequest, "limit must be 1-\(maxPageSize)", id: id) }
+            let search = try fields.optionalString("search")
+            guard (search?.utf8.count ?? 0) <= maxSearchBytes else {
+                throw FrameError(.badRequest, "search longer than \(maxSearchBytes) bytes", id: id)
+            }
             return ClientFrame(id: id, request: .usersQuery(UsersQuery(
-                search: try fields.optionalString("search"), onlineOnly: try fields.optionalBool("online") ?? false,
+                search: search, onlineOnly: try fields.optionalBool("online") ?? false,
                 limit: limit, after: try fields.optionalString("after"))))
         case "conversation.direct":
             return ClientFrame(id: id, request: .openDirect(userID: try fields.userID("userId")))
