@@ -164,16 +164,15 @@ public enum ChatStore {
         case failed(ChatError)
     }
 
-    /// Stores many senders' messages in one transaction and a constant number of round trips,
-    /// whatever the number of conversations: one read of the conversations, one of earlier sends with
-    /// the same client ids, one bulk of sequence-counter updates, one insert of the messages, one of
-    /// their events (one per conversation). The sequence is gap-free because counters and messages
-    /// commit together; a concurrent writer makes the counter check fail and the batch is retried.
+    /// Stores many senders' messages in one transaction of four round trips, whatever the number of
+    /// conversations: one read of the conversations, one bulk of sequence-counter updates, one insert
+    /// of the messages, one of their events (one per conversation). The sequence is gap-free because
+    /// counters and messages commit together.
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
-    /// (`lookUpEarlier`) finds it and returns its ack. The unique (conversation, seq) index likewise
-    /// refuses sequence numbers a concurrent writer took first.
+    /// (`lookUpEarlier`, one read per conversation and sender) finds it and returns its ack. The
+    /// unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer took first.
     public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, lookUpEarlier: Bool = true,
                                  on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
         try c.withTransaction { tx in
@@ -260,15 +259,14 @@ public enum ChatStore {
     public static func change(_ me: String, conversationID: String, messageID: String, _ change: MessageChange,
                               origin: String, now: Date, on c: MongoConnection) throws -> (ChatMessage, Fanout) {
         try c.withTransaction { tx in
-            let conversation = try member(me, of: conversationID, on: tx)
+            let (conversation, stored) = try memberDocument(me, of: conversationID, on: tx)
             guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID)]),
                   doc["conversationId"]?.stringValue == conversationID,
                   var m = message(doc) else { throw ChatError.notFound("no message \(messageID)") }
-            // The list preview follows the change only when this is the last message.
-            let isLast = try tx.collection(conversations).findOne(["_id": .string(conversationID)], projection: ["lastMessage.messageId": .int32(1)])?["lastMessage"]?
-                .documentValue?["messageId"]?.stringValue == messageID
             guard m.senderID == me else { throw ChatError.forbidden("only the sender can change a message") }
             guard !m.deleted else { throw ChatError.notFound("message \(messageID) was deleted") }
+            // The list preview follows the change only when this is the last message.
+            let isLast = stored["lastMessage"]?.documentValue?["messageId"]?.stringValue == messageID
             let type: String
             switch change {
             case .edit(let text):
@@ -415,9 +413,17 @@ public enum ChatStore {
 
     /// The conversation, when `me` is a member; else not found (unknown) or forbidden.
     static func member(_ me: String, of id: String, on c: MongoConnection) throws -> Conversation {
-        guard let conversation = try load(id, on: c) else { throw ChatError.notFound("no conversation \(id)") }
+        try memberDocument(me, of: id, on: c).conversation
+    }
+
+    /// The conversation and its stored document (for fields the domain type leaves out, such as
+    /// `lastMessage`), once `me` is known to be a member.
+    static func memberDocument(_ me: String, of id: String, on c: MongoConnection) throws -> (conversation: Conversation, document: BSONDocument) {
+        guard let doc = try c.collection(conversations).findOne(["_id": .string(id)]), let conversation = decode(doc) else {
+            throw ChatError.notFound("no conversation \(id)")
+        }
         guard conversation.members.contains(me) else { throw ChatError.forbidden("not a member of \(id)") }
-        return conversation
+        return (conversation, doc)
     }
 
     static func requireUsers(_ ids: [String], on c: MongoConnection) throws {

@@ -79,9 +79,7 @@ public enum PresenceStore {
             "sessionId": .string(sessionID), "connectedAt": .date(now),
         ]], upsert: true)
         let users = c.collection(UserStore.users)
-        let current = try users.findOne(["clerkId": .string(userID)], projection: [
-            "clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1), presenceVersion: .int32(1), "deleted": .int32(1),
-        ])
+        let current = try users.findOne(["clerkId": .string(userID)], projection: snapshotFields.appending([("deleted", .int32(1))]))
         if current?["deleted"]?.boolValue == true {
             try c.collection(connections).deleteOne(["_id": .string(connectionID)])
             return .userDeleted
@@ -145,9 +143,12 @@ public enum PresenceStore {
 
     public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {
         let docs = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(userIDs.map { .string($0) })]],
-                                                          projection: ["clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1), presenceVersion: .int32(1)])
+                                                          projection: snapshotFields)
         return docs.compactMap(snapshot)
     }
+
+    /// What `snapshot` reads from a user document.
+    static let snapshotFields: BSONDocument = ["clerkId": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1), presenceVersion: .int32(1)]
 
     public static func snapshot(_ doc: BSONDocument) -> PresenceSnapshot? {
         guard let id = doc["clerkId"]?.stringValue else { return nil }

@@ -80,23 +80,16 @@ public final class WebSocketConnection {
     /// Writes what is queued: several frames in one send() when more than one waits (a batch of
     /// messages to one member), else one. Returns -1 to make lws close the socket.
     func writeNext() -> Int32 {
-        if outbound.count - outboundHead > 1 {
-            let written = writeCoalesced()
-            if written < 0 { return -1 }
-            if outboundHead < outbound.count || isClosing { lws_callback_on_writable(wsi) }
-            return 0
-        }
-        if outboundHead < outbound.count {
-            let frame = outbound[outboundHead]
-            outbound[outboundHead] = OutboundFrame.empty
-            outboundHead += 1
-            queuedBytes -= frame.count
-            if outboundHead == outbound.count {
-                outbound.removeAll(keepingCapacity: outbound.count <= 64)
-                outboundHead = 0
+        let waiting = outbound.count - outboundHead
+        if waiting > 0 {
+            let complete: Bool
+            if waiting > 1 {
+                complete = writeCoalesced()
+            } else {
+                let frame = dequeue()
+                complete = chat_lws_write_text(wsi, frame.payload, frame.count) >= frame.count
             }
-            let written = chat_lws_write_text(wsi, frame.payload, frame.count)
-            if written < frame.count { return -1 }
+            if !complete { return -1 }
             if outboundHead < outbound.count || isClosing { lws_callback_on_writable(wsi) }
             return 0
         }
@@ -109,32 +102,39 @@ public final class WebSocketConnection {
         return 0
     }
 
-    /// Frames them into the server's scratch buffer (text, FIN, unmasked: server to client) up to
-    /// `coalesceLimit` bytes, at least two frames, and writes them at once.
-    private func writeCoalesced() -> Int {
-        var bytes: [UInt8] = []
-        swap(&bytes, &server.coalesceBuffer)   // taken, not copied: one buffer reused by every write
-        bytes.removeAll(keepingCapacity: true)
-        bytes.append(contentsOf: repeatElement(0, count: chat_lws_pre))
-        var frames = 0
-        while outboundHead < outbound.count {
-            let frame = outbound[outboundHead]
-            if frames >= 2 && bytes.count + frame.count > Self.coalesceLimit { break }
-            outbound[outboundHead] = OutboundFrame.empty
-            outboundHead += 1
-            queuedBytes -= frame.count
-            frames += 1
-            Self.appendHeader(textLength: frame.count, to: &bytes)
-            bytes.append(contentsOf: UnsafeBufferPointer(start: frame.payload, count: frame.count))
-        }
+    /// The next queued frame, taken off the queue.
+    private func dequeue() -> OutboundFrame {
+        let frame = outbound[outboundHead]
+        outbound[outboundHead] = OutboundFrame.empty
+        outboundHead += 1
+        queuedBytes -= frame.count
         if outboundHead == outbound.count {
             outbound.removeAll(keepingCapacity: outbound.count <= 64)
             outboundHead = 0
         }
+        return frame
+    }
+
+    /// Frames the queued messages into the server's scratch buffer (text, FIN, unmasked: server to
+    /// client), at least two and up to `coalesceLimit` bytes, and writes them at once. False when lws
+    /// did not take them all.
+    private func writeCoalesced() -> Bool {
+        var bytes: [UInt8] = []
+        swap(&bytes, &server.coalesceBuffer)   // taken, not copied: one buffer reused by every write
+        defer { swap(&bytes, &server.coalesceBuffer) }
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: repeatElement(0, count: chat_lws_pre))
+        var frames = 0
+        while outboundHead < outbound.count {
+            if frames >= 2 && bytes.count + outbound[outboundHead].count > Self.coalesceLimit { break }
+            let frame = dequeue()
+            frames += 1
+            Self.appendHeader(textLength: frame.count, to: &bytes)
+            bytes.append(contentsOf: UnsafeBufferPointer(start: frame.payload, count: frame.count))
+        }
         let length = bytes.count - chat_lws_pre
         let written = bytes.withUnsafeMutableBufferPointer { chat_lws_write_frames(wsi, $0.baseAddress! + chat_lws_pre, length) }
-        swap(&bytes, &server.coalesceBuffer)
-        return Int(written) < length ? -1 : Int(written)
+        return Int(written) >= length
     }
 
     static let coalesceLimit = 64 * 1024
