@@ -64,7 +64,6 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
                                   authDeadline: now.addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)),
                                   limiter: RateLimiter(rate: Double(settings.rateLimitPerSecond), burst: Double(settings.rateLimitBurst),
                                                        now: now.timeIntervalSinceReferenceDate))
-        connection.context = session
         sessions[connection.id] = session
         if let header = connection.request.authorization, header.lowercased().hasPrefix("bearer ") {
             authenticate(session, token: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), requestID: nil)
