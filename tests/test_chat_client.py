@@ -355,3 +355,71 @@ def test_wss_with_a_self_signed_certificate_needs_insecure(mongo_uri, tmp_path):
         assert alice in [json.loads(line)["userId"] for line in ok.stdout.splitlines()]
     finally:
         server.stop()
+
+
+def _clerk_user(user_id, username):
+    now = int(time.time() * 1000)
+    return json.dumps({"type": "user.created", "object": "event", "data": {
+        "id": user_id, "object": "user", "username": username, "first_name": None, "last_name": None,
+        "image_url": "https://img.clerk.com/x", "primary_email_address_id": None, "email_addresses": [],
+        "created_at": now, "updated_at": now}}).encode()
+
+
+def test_interactive_client_watches_users_past_the_first_directory_page(chat_server):
+    # 255 users: users.query pages hold at most 200, so the last ones sort onto a second page. The
+    # client must page through, watch all of them (in chunks within the protocol's limits) and say
+    # that its start screen's list is cut.
+    from test_webhooks import deliver
+    run_id = uuid.uuid4().hex[:6]
+    ids = [f"user_{run_id}_{n:03d}" for n in range(255)]
+    for n, user in enumerate(ids):
+        status, answer = deliver(chat_server, _clerk_user(user, f"p{run_id}{n:03d}"))
+        assert status == 200, answer
+    alice = f"user_{run_id}_aaa"          # sorts first: every one of the 255 is "another user"
+    last = ids[-1]
+    shell = f"{CLIENT_BIN} --url {url(chat_server)} --token {ISSUER.token(alice, ttl=600)}"
+    child = pexpect.spawn("bash", ["-c", shell], env={**client_env(), "TERM": "xterm"}, encoding="utf-8",
+                          timeout=30, dimensions=(30, 160))
+    b = None
+    try:
+        child.expect(f"connected to .* as {alice}")
+        child.expect(r"users \(255\):")
+        child.expect(r"… and 55 more users not shown: /who lists them all")
+        child.expect(r"\d+ online")                   # the status line: start-up is done
+        b = Script(chat_server, last)                  # on the directory's second page
+        child.expect(f"p{run_id}254.* is online", timeout=30)
+        b.close()
+        child.expect(f"p{run_id}254 went offline", timeout=30)
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        if b:
+            b.close()
+
+
+def test_the_typing_line_stops_at_that_users_message(chat_server):
+    alice, bob = uid("alice"), uid("bob")
+    assert run(chat_server, bob, "who")[0] == 0
+    shell = f"{CLIENT_BIN} --url {url(chat_server)} --token {ISSUER.token(alice, ttl=600)}"
+    child = pexpect.spawn("bash", ["-c", shell], env={**client_env(), "TERM": "xterm"}, encoding="utf-8",
+                          timeout=30, dimensions=(30, 160))
+    b = Script(chat_server, bob)
+    try:
+        child.expect(f"connected to .* as {alice}")
+        child.send(f"/dm {bob}\r")
+        child.expect("no messages yet")
+        cid = b.request(type="conversation.direct", userId=alice)["conversation"]["conversationId"]
+        assert b.request(type="typing", conversationId=cid) == {"sent": True}
+        child.expect(f"{bob} is typing…")
+        b.send(type="message.send", conversationId=cid, text="done typing")
+        child.expect("done typing")
+        # The status line drawn with the message (before the next prompt) no longer says so: the
+        # signal's 5 s have not passed, the message ended it.
+        child.expect(r"\] > ")
+        assert "typing" not in child.before, repr(child.before)
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        b.close()
