@@ -247,16 +247,16 @@ final class TerminalApp: @unchecked Sendable {
 
     /// Every page of the user directory (`users.query` following `next`), one request at a time;
     /// nil (after a note) when a page failed.
-    func directory(onlineOnly: Bool, after: String? = nil, collected: [DirectoryUser] = [],
+    func directory(onlineOnly: Bool, quiet: Bool = false, after: String? = nil, collected: [DirectoryUser] = [],
                    then done: @escaping ([DirectoryUser]?) -> Void) {
         connection.users(UsersQuery(onlineOnly: onlineOnly, limit: ClientFrame.maxPageSize, after: after)) { [self] result in
             switch result {
             case .success(let page):
                 let all = collected + page.users
                 guard let next = page.next, !page.users.isEmpty else { return done(all) }
-                directory(onlineOnly: onlineOnly, after: next, collected: all, then: done)
+                directory(onlineOnly: onlineOnly, quiet: quiet, after: next, collected: all, then: done)
             case .failure(let error):
-                note("cannot list users: \(error)", error: true)
+                if !quiet { note("cannot list users: \(error)", error: true) }
                 done(nil)
             }
         }
@@ -290,7 +290,7 @@ final class TerminalApp: @unchecked Sendable {
     private func scheduleDirectoryRefresh() {
         DispatchQueue.global().asyncAfter(deadline: .now() + 10) { [self] in
             connection.loop.post { [self] in
-                directory(onlineOnly: true) { [self] users in
+                directory(onlineOnly: true, quiet: true) { [self] users in   // tried again in 10 s
                     for u in users ?? [] where names[u.userID] == nil && u.userID != me {
                         names[u.userID] = u.displayName
                         if u.isOnline && presence[u.userID] == nil { note("\(palette.online(u.displayName)) is online (new here)") }
