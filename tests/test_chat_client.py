@@ -423,3 +423,16 @@ def test_the_typing_line_stops_at_that_users_message(chat_server):
     finally:
         child.close(force=True)
         b.close()
+
+
+def test_without_url_the_client_finds_the_server_on_port(chat_server, tmp_path):
+    # As chat-server does: PORT from the environment, else from .env in the working directory.
+    alice = uid("alice")
+    base = [CLIENT_BIN, "who", "--token", ISSUER.token(alice)]
+    env = {k: v for k, v in client_env().items() if k != "PORT"}
+    by_env = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={**env, "PORT": str(chat_server.port)})
+    assert by_env.returncode == 0 and alice in by_env.stdout, by_env.stderr
+    (tmp_path / ".env").write_text(f"# local\nexport PORT='{chat_server.port}'\n")
+    by_file = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert by_file.returncode == 0 and alice in by_file.stdout, by_file.stderr
