@@ -286,9 +286,10 @@ def client_doc_three_terminals(run, second_time):
         dave.wait_for(re.search(r"Dave's status line shows `([^`]+)`", text).group(1))
 
         assert [line.split(" ", 1)[0] for line in changes] == ["/edit", "/delete"] and all(" #2" in l for l in changes)
-        for line in changes:                          # "take the number on your screen"
-            dave.type(line.replace("#2", f"#{number}"))
+        # "take the number on your screen"; one after the other, as a person sees each take effect.
+        dave.type(changes[0].replace("#2", f"#{number}"))
         carol.wait_for(f"#{number} <dave> hi Carol! (edited)")
+        dave.type(changes[1].replace("#2", f"#{number}"))
         carol.wait_for(f"#{number} <dave> (message deleted)")
 
         dave.type("/quit")
