@@ -66,25 +66,42 @@ def test_conversation_add_checks_the_conversation_before_the_users(live, keys):
     asyncio.run(run())
 
 
+async def pipelined(peer, *frames):
+    """Sends the frames in this order without waiting, then waits for each reply: the server sees
+    them one right after the other, however slow the database is today."""
+    futures = []
+    for frame in frames:
+        frame = {**frame, "id": f"{peer.user}#{next(peer.ids)}"}
+        futures.append(asyncio.get_running_loop().create_future())
+        peer.pending[frame["id"]] = futures[-1]
+        await peer.ws.send(json.dumps(frame))
+    return [await asyncio.wait_for(f, 15) for f in futures]
+
+
 def test_a_refused_typing_starts_the_two_second_window_and_a_dropped_one_does_not(live, keys):
     async def run():
         ada, bob, cy = [await Peer.connect(live, keys.token(u)) for u in (ADA, BOB, CY)]
         dm = (await ada.call("conversation.direct", userId=BOB))["conversation"]["conversationId"]
         # Refused (not a member, unknown conversation), then dropped without any check within 2 s:
         # the window bounds the database work a connection causes, whatever the outcome.
-        assert await cy.refused("typing", conversationId=dm) == "forbidden"
-        assert await cy.call("typing", conversationId=dm) == {"sent": False}
-        assert await cy.refused("typing", conversationId="g_" + "1" * 32) == "not_found"
-        assert await cy.call("typing", conversationId="g_" + "1" * 32) == {"sent": False}
+        for conversation, code in [(dm, "forbidden"), ("g_" + "1" * 32, "not_found")]:
+            typing = {"type": "typing", "conversationId": conversation}
+            refused, dropped = await pipelined(cy, typing, typing)
+            assert (refused["type"], refused.get("code")) == ("error", code), refused
+            assert (dropped["type"], dropped.get("data")) == ("ok", {"sent": False}), dropped
 
-        first = time.monotonic()
-        assert await ada.call("typing", conversationId=dm) == {"sent": True}
-        await bob.event("typing", lambda f: f["userId"] == ADA)
+        # A dropped one does not move the window: sent at 0 s, dropped at 1 s, sent again at 2.8 s
+        # (1.8 s after the dropped one). Sends are timed from here, not from replies.
+        typing = {"type": "typing", "id": "t1", "conversationId": dm}
+        start = time.monotonic()
+        first = asyncio.ensure_future(ada.send(typing))
         await asyncio.sleep(1.0)
-        assert await ada.call("typing", conversationId=dm) == {"sent": False}   # dropped: the window stays put
-        await asyncio.sleep(max(0.0, first + 2.6 - time.monotonic()))
-        # 2.6 s after the first, 1.6 s after the dropped one: it goes out, so the drop did not restart it.
-        assert await ada.call("typing", conversationId=dm) == {"sent": True}
+        second = await ada.send({**typing, "id": "t2"})
+        assert (await first)["data"] == {"sent": True}
+        assert second["data"] == {"sent": False}
+        await bob.event("typing", lambda f: f["userId"] == ADA)
+        await asyncio.sleep(max(0.0, start + 2.8 - time.monotonic()))
+        assert (await ada.send({**typing, "id": "t3"}))["data"] == {"sent": True}
         for peer in (ada, bob, cy):
             await peer.close()
 
