@@ -313,24 +313,28 @@ final class TerminalApp: @unchecked Sendable {
         let fresh = Set(users).subtracting([me]).filter { !watched.contains($0) }
         guard !fresh.isEmpty else { return }
         watched.formUnion(fresh)
-        // The protocol takes at most 1000 ids per request.
-        let ids = Array(fresh).sorted()
-        for start in stride(from: 0, to: ids.count, by: ClientFrame.maxPresenceSubscriptions) {
-            let chunk = Array(ids[start..<min(ids.count, start + ClientFrame.maxPresenceSubscriptions)])
-            connection.subscribePresence(chunk) { [self] result in
-                switch result {
-                case .success(let snapshots):
-                    for p in snapshots {
-                        // Someone who came or went between the directory page and this reply.
-                        if let before = presence[p.userID], before.isOnline != p.isOnline { announce(p) }
-                        presence[p.userID] = p
-                    }
-                case .failure(let error):
-                    watched.subtract(chunk)   // watched again at the next chance
-                    note("cannot watch presence: \(error)", error: true)
+        subscribe(Array(fresh).sorted())
+    }
+
+    /// At most 1000 ids per request (the protocol's limit), one request after the other so that a
+    /// directory of any size stays within the rate limit.
+    private func subscribe(_ ids: [String]) {
+        guard !ids.isEmpty else { return }
+        let chunk = Array(ids.prefix(ClientFrame.maxPresenceSubscriptions))
+        connection.subscribePresence(chunk) { [self] result in
+            switch result {
+            case .success(let snapshots):
+                for p in snapshots {
+                    // Someone who came or went between the directory page and this reply.
+                    if let before = presence[p.userID], before.isOnline != p.isOnline { announce(p) }
+                    presence[p.userID] = p
                 }
-                updateStatus()
+            case .failure(let error):
+                watched.subtract(chunk)   // watched again at the next chance
+                note("cannot watch presence: \(error)", error: true)
             }
+            updateStatus()
+            subscribe(Array(ids.dropFirst(chunk.count)))
         }
     }
     private var watched: Set<String> = []
