@@ -47,15 +47,19 @@ def fresh_copy():
                             capture_output=True, check=True).stdout.decode().split("\0")
     wanted = {name for name in listed if name and (ROOT / name).is_file()}
     CLONE.mkdir(parents=True, exist_ok=True)
-    for path in sorted(CLONE.rglob("*"), reverse=True):
-        relative = path.relative_to(CLONE).as_posix()
-        if relative.split("/")[0] in (".build", ".venv"):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            if not any(path.iterdir()):
-                path.rmdir()
-        elif relative not in wanted:
-            path.unlink()
+    seen_directories = []
+    for directory, subdirectories, files in os.walk(CLONE):
+        here = pathlib.Path(directory)
+        if here == CLONE:
+            subdirectories[:] = [d for d in subdirectories if d not in (".build", ".venv")]   # they stay
+        seen_directories.append(here)
+        for name in files:
+            relative = (here / name).relative_to(CLONE).as_posix()
+            if relative not in wanted and relative != "Package.resolved":   # kept with .build: no re-resolving
+                (here / name).unlink()
+    for here in reversed(seen_directories):
+        if here != CLONE and not any(here.iterdir()):
+            here.rmdir()
     for name in wanted:
         source, target = ROOT / name, CLONE / name
         if not target.exists() or target.read_bytes() != source.read_bytes():
