@@ -130,6 +130,9 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     // MARK: frames
 
     private func handle(_ session: ChatSession, _ message: [UInt8]) {
+        guard ClientFrame.isValidUTF8(message) else {
+            return session.close(.invalidPayload, "message is not valid UTF-8")
+        }
         let frame: ClientFrame
         do { frame = try ClientFrame.decode(message) } catch {
             session.fail(error.id, error.code, error.message)
