@@ -17,6 +17,11 @@ final class HTTPExchange {
     var state: State = .routing
     var body: [UInt8] = []
     private var bodyLimit = 0
+    /// Declared body bytes counted against the server's in-flight cap until the body is complete.
+    var reservedBodyBytes = 0
+    /// While reading: when the body must be complete. After an early answer: when to stop waiting
+    /// for the client to take it.
+    var bodyDeadline: UInt64?
 
     init(id: UInt64, wsi: OpaquePointer, head: HTTPRequestHead) {
         self.id = id

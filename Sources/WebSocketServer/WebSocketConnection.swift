@@ -6,6 +6,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable {
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     public static let normal = CloseCode(rawValue: 1000)
     public static let goingAway = CloseCode(rawValue: 1001)
+    public static let protocolError = CloseCode(rawValue: 1002)
     public static let policyViolation = CloseCode(rawValue: 1008)
     public static let messageTooBig = CloseCode(rawValue: 1009)
     public static let internalError = CloseCode(rawValue: 1011)
@@ -46,7 +47,6 @@ public final class WebSocketConnection {
     var outboundHead = 0
     var queuedBytes = 0
     var inbound: [UInt8] = []
-    var inboundOverflow = false
 
     init(id: UInt64, wsi: OpaquePointer, request: UpgradeRequest, server: LwsServer) {
         self.id = id
