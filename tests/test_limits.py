@@ -107,6 +107,25 @@ def test_bodies_over_the_in_flight_cap_get_503_with_retry_after_then_the_room_is
         server.stop()
 
 
+@pytest.mark.parametrize("length", ["-1048576", "+5", "1e3", "0x10"])
+def test_a_content_length_that_is_not_a_byte_count_is_refused(mongo_uri, length):
+    # A negative length once counted against the in-flight cap would have made room for more.
+    server = Server(mongo_uri, env={"WEBHOOK_MAX_INFLIGHT_BYTES": "1048576"})
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(head_bytes(signed_headers(b"{}"), length))
+        status, data, closed = read_answer(s, timeout=5)
+        assert status in (400, 411) or (status is None and closed), data[:200]
+        s.close()
+        held = open_body(server, 700_000)
+        time.sleep(0.3)
+        status, data, _ = read_answer(open_body(server, 700_000))
+        assert status == 503, data[:200]   # the cap is whole
+        held.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("case", ["no_headers", "no_signature", "stale", "future", "unbranded_without_id"])
 def test_a_webhook_is_refused_from_its_headers_before_the_body_is_read(server, case):
     now = datetime.datetime.now(tz=datetime.timezone.utc)

@@ -231,8 +231,13 @@ public final class LwsServer {
                 exchange.respond(.error(411, "a Content-Length is required (chunked bodies are not accepted)", close: true))
                 return 0
             }
-            guard let lengthText = Self.header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH), let length = Int(lengthText) else {
+            guard let lengthText = Self.header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) else {
                 exchange.respond(.error(411, "a Content-Length is required", close: true))
+                return 0
+            }
+            // Digits only: a signed or garbled length must not shrink the in-flight count below.
+            guard lengthText.utf8.count <= 18, lengthText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let length = Int(lengthText) else {
+                exchange.respond(.error(400, "Content-Length is not a byte count", close: true))
                 return 0
             }
             if length > limit {
