@@ -155,3 +155,22 @@ def test_a_client_that_never_answers_pings_but_sends_valid_frames_stays_connecte
         silent.close()
     finally:
         server.stop()
+
+
+def test_after_an_unanswered_ping_a_forbidden_frame_still_gets_1002(mongo_uri):
+    # The code lws sends when it fails a frame itself is set when the socket opens; a PING from lws'
+    # own keepalive would overwrite it, so the server sends its PINGs itself.
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_PING_INTERVAL_SECONDS": "1", "WS_PING_TIMEOUT_SECONDS": "10"})
+    try:
+        s = handshake(server.port)
+        s.settimeout(5)
+        seen = b""
+        while b"\x89\x00" not in seen:
+            chunk = s.recv(65536)
+            assert chunk, "closed before the PING"
+            seen += chunk
+        s.sendall(frame(0x9, b"p" * 126))
+        assert close_code_received(s) == 1002
+        s.close()
+    finally:
+        server.stop()

@@ -154,11 +154,10 @@ int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int
     return n;
 }
 
-/* Exported by lws 4.1.6 (and declared in the headers of later versions): the documented way for user
-   code that sees traffic to restart the validity (ping/hang-up) timer. */
-void lws_validity_confirmed(struct lws *wsi);
-
-void chat_lws_traffic(struct lws *wsi) { lws_validity_confirmed(wsi); }
+int chat_lws_write_ping(struct lws *wsi) {
+    unsigned char buf[LWS_PRE];
+    return lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING);
+}
 
 void chat_lws_kill(struct lws *wsi) { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); }
 

@@ -97,8 +97,10 @@ public final class LwsServer {
         o.http_callback = lwsHTTPCallback
         o.ws_callback = lwsWebSocketCallback
         o.user = Unmanaged.passUnretained(self).toOpaque()
-        o.ping_secs = UInt16(options.pingIntervalSeconds)
-        o.hangup_secs = UInt16(options.hangupSeconds)
+        // The idle rule is ours (sweepIdle): lws' own would count only PONGs as proof of life, and
+        // its PING overwrites the close reason set at ESTABLISHED.
+        o.ping_secs = 0
+        o.hangup_secs = 0
         o.ws_rx_buffer = 16 * 1024
         o.max_header_bytes = UInt32(options.maxHeaderBytes)
         let created: OpaquePointer? = options.host.withOptionalCString { iface in
@@ -166,6 +168,7 @@ public final class LwsServer {
             let server = Unmanaged<LwsServer>.fromOpaque(arg!).takeUnretainedValue()
             server.webSocket?.tick()
             server.sweepBodies()
+            server.sweepIdle()
             server.scheduleTick()
         }, Unmanaged.passUnretained(self).toOpaque())
     }
@@ -288,6 +291,29 @@ public final class LwsServer {
         }
     }
 
+    /// The idle rule: a PING after `pingIntervalSeconds` without a valid frame from the client (a PONG
+    /// or any message), and after `hangupSeconds` the TCP connection is dropped without a close frame
+    /// (a dead peer would not read it). Whatever state the connection is in: a reader that never
+    /// reads cannot even take its close frame.
+    func sweepIdle() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let ping = UInt64(options.pingIntervalSeconds) * 1_000_000_000
+        let hangup = UInt64(options.hangupSeconds) * 1_000_000_000
+        for connection in connections.values {
+            let idle = now &- connection.lastHeard
+            if idle >= hangup {
+                if !connection.hungUp {
+                    connection.hungUp = true
+                    chat_lws_kill(connection.wsi)
+                }
+            } else if idle >= ping && !connection.pingSent && connection.state == .open {
+                connection.pingSent = true
+                connection.pingDue = true
+                lws_callback_on_writable(connection.wsi)
+            }
+        }
+    }
+
     private func finishBody(_ exchange: HTTPExchange) {
         guard case .readingBody(let limit, let headers, let handler) = exchange.state else { return }
         releaseBody(exchange)
@@ -352,6 +378,7 @@ public final class LwsServer {
             let id = makeID()
             sessionID.pointee = id
             let connection = WebSocketConnection(id: id, wsi: wsi, request: upgradeRequest(wsi), server: self)
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
             connections[id] = connection
             // lws 4.1.6 fails a control frame over 125 bytes or a length with bit 63 set without a
             // close frame unless a reason is already set: say 1002 then, as RFC 6455 §7.4.1 asks.
@@ -362,9 +389,12 @@ public final class LwsServer {
             guard let wsi, let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
             // Any valid frame is proof of life, as a PONG is (browsers answer PINGs, but a client that
             // sends is alive even when its library does not).
-            chat_lws_traffic(wsi)
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
             guard connection.state == .open else { return 0 }   // closing: what the peer still sends is dropped
             return receive(connection, wsi: wsi, data: data, len: len)
+        case LWS_CALLBACK_RECEIVE_PONG:
+            guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
             if connection.closeSent {
