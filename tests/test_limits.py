@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import socket
+import threading
 import time
 import urllib.request
 
@@ -29,6 +30,30 @@ def open_body(server, length, headers=None, first=b"{"):
     s = socket.create_connection(("127.0.0.1", server.port))
     s.sendall(head_bytes(headers if headers is not None else signed_headers(b"{}"), length) + first)
     return s
+
+
+class Streaming:
+    """A body that keeps arriving at 80 KiB/s (never slow enough to be pushed out) without completing."""
+
+    def __init__(self, server, length):
+        self.socket = open_body(server, length)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(length,), daemon=True)
+        self.thread.start()
+
+    def _run(self, length):
+        sent = 1
+        while not self.stop.wait(0.25) and sent + 20480 < length - 1:
+            try:
+                self.socket.sendall(b" " * 20480)
+            except OSError:
+                return
+            sent += 20480
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.socket.close()
 
 
 def read_answer(s, timeout=10):
@@ -84,7 +109,7 @@ def test_a_webhook_body_that_trickles_is_answered_408_and_closed_at_its_deadline
 def test_bodies_over_the_in_flight_cap_get_503_with_retry_after_then_the_room_is_given_back(mongo_uri):
     server = Server(mongo_uri, env={"WEBHOOK_MAX_INFLIGHT_BYTES": "1048576", "WEBHOOK_BODY_TIMEOUT_SECONDS": "30"})
     try:
-        held = open_body(server, 700_000)
+        held = Streaming(server, 700_000)
         time.sleep(0.5)   # admitted and being read
         refused = open_body(server, 700_000)
         status, data, closed = read_answer(refused)
@@ -107,6 +132,22 @@ def test_bodies_over_the_in_flight_cap_get_503_with_retry_after_then_the_room_is
         server.stop()
 
 
+def test_bodies_that_trickle_give_way_to_a_delivery_when_the_cap_is_full(mongo_uri):
+    server = Server(mongo_uri, env={"WEBHOOK_MAX_INFLIGHT_BYTES": "1048576", "WEBHOOK_BODY_TIMEOUT_SECONDS": "60"})
+    try:
+        slow = [open_body(server, 524_288) for _ in range(2)]   # the cap is full, one byte each
+        time.sleep(1.5)
+        status, answer = deliver(server, "user.created.json")
+        assert (status, answer["status"]) == (200, "applied")
+        # As many as needed made room, no more: one was answered 408 and closed, the other is still read.
+        answers = [read_answer(s, timeout=2) for s in slow]
+        assert sorted(((a[0] or 0), a[2]) for a in answers) == [(0, False), (408, True)], answers
+        for s in slow:
+            s.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("length", ["-1048576", "+5", "1e3", "0x10"])
 def test_a_content_length_that_is_not_a_byte_count_is_refused(mongo_uri, length):
     # A negative length once counted against the in-flight cap would have made room for more.
@@ -117,7 +158,7 @@ def test_a_content_length_that_is_not_a_byte_count_is_refused(mongo_uri, length)
         status, data, closed = read_answer(s, timeout=5)
         assert status in (400, 411) or (status is None and closed), data[:200]
         s.close()
-        held = open_body(server, 700_000)
+        held = Streaming(server, 700_000)
         time.sleep(0.3)
         status, data, _ = read_answer(open_body(server, 700_000))
         assert status == 503, data[:200]   # the cap is whole

@@ -248,6 +248,9 @@ public final class LwsServer {
                 return 0
             }
             if length > options.maxBodyBytesInFlight - bodyBytesInFlight {
+                makeRoom(for: length)
+            }
+            if length > options.maxBodyBytesInFlight - bodyBytesInFlight {
                 // Svix retries a 503; Retry-After says when the bodies in flight will have drained.
                 var busy = HTTPResponse.error(503, "too many request bodies in flight, retry later", close: true)
                 busy.headers.append(("retry-after", "\(options.bodyTimeoutSeconds)"))
@@ -274,6 +277,28 @@ public final class LwsServer {
         bodyBytesInFlight -= exchange.reservedBodyBytes
         exchange.reservedBodyBytes = 0
     }
+
+    /// Bodies that trickle give way to new ones: those read for a second or more that brought less
+    /// than `slowBodyBytesPerSecond` in the last second are answered 408, slowest first, until
+    /// `length` fits. A delivery from Svix arrives at network speed; an attacker holding the cap
+    /// with slow bodies then cannot keep it from honest deliveries.
+    private func makeRoom(for length: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        var slow: [(rate: Int, exchange: HTTPExchange)] = []
+        for exchange in exchanges.values {
+            guard case .readingBody = exchange.state, now - exchange.bodyStarted >= 1_000_000_000 else { continue }
+            let rate = exchange.bodyRate(now: now)
+            if rate < Self.slowBodyBytesPerSecond { slow.append((rate, exchange)) }
+        }
+        guard slow.reduce(0, { $0 + $1.exchange.reservedBodyBytes }) >= length - (options.maxBodyBytesInFlight - bodyBytesInFlight) else { return }
+        for (_, exchange) in slow.sorted(by: { $0.rate < $1.rate }) where length > options.maxBodyBytesInFlight - bodyBytesInFlight {
+            releaseBody(exchange)
+            exchange.bodyDeadline = now + 3_000_000_000
+            exchange.respond(.error(408, "request body too slow", close: true))
+        }
+    }
+
+    static let slowBodyBytesPerSecond = 16 * 1024
 
     /// Bodies past their deadline get 408 and close; a connection that does not take even that
     /// within a few seconds is closed without it.
