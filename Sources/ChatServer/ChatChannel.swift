@@ -234,7 +234,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             session.state = .verifying(deadline: Date().addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)))
         case .refused(let rejection):
             Counter(label: "chat_ws_auth_total", dimensions: [("outcome", rejection.reason)]).increment()
-            logger.info("token refused", metadata: ["reason": "\(rejection.reason)"])
+            LwsServer.clientLog.log(logger, .info, category: "token refused", "token refused", metadata: ["reason": "\(rejection.reason)"])
             let expired = rejection == .expired
             session.fail(requestID, expired ? .tokenExpired : .tokenInvalid, "token refused: \(rejection.reason)")
             session.close(expired ? .tokenExpired : .tokenInvalid, rejection.reason)

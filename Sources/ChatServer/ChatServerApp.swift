@@ -48,6 +48,8 @@ public final class ChatServerApp {
         options.hangupSeconds = settings.pingTimeoutSeconds
         options.maxInboundMessageBytes = settings.maxMessageBytes
         options.maxOutboundBytes = settings.maxOutboundBytes
+        options.bodyTimeoutSeconds = config.webhookBodyTimeoutSeconds
+        options.maxBodyBytesInFlight = config.webhookMaxInflightBytes
         options.slowConsumerCloseCode = CloseCode(rawValue: ChannelCloseCode.slowConsumer.rawValue)
         var postToService: (@escaping () -> Void) -> Void = { _ in }
         channel = ChatChannel(settings: settings, database: database, instanceID: instanceID, logger: logger,

@@ -27,6 +27,8 @@ public struct Config {
     /// nil: webhooks are not configured (503 in development, fatal in production).
     public var webhookVerifier: WebhookVerifier?
     public var webhookMaxBodyBytes: Int
+    public var webhookBodyTimeoutSeconds: Int
+    public var webhookMaxInflightBytes: Int
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
     public var databaseWorkers: Int
@@ -80,6 +82,9 @@ public struct Config {
             warnings.append("CLERK_WEBHOOK_SECRET is not set: POST /api/webhooks/clerk answers 503 until it is")
         }
         webhookMaxBodyBytes = try Self.integer(v, "WEBHOOK_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20), what: "a byte count")
+        webhookBodyTimeoutSeconds = try Self.integer(v, "WEBHOOK_BODY_TIMEOUT_SECONDS", default: 10, range: 1...300, what: "seconds")
+        webhookMaxInflightBytes = try Self.integer(v, "WEBHOOK_MAX_INFLIGHT_BYTES", default: 16 << 20,
+                                                   range: webhookMaxBodyBytes...(1 << 34), what: "a byte count at least WEBHOOK_MAX_BODY_BYTES")
 
         tlsCertificatePath = v["TLS_CERT_FILE"]
         tlsKeyPath = v["TLS_KEY_FILE"]

@@ -76,6 +76,20 @@ import Testing
         #expect { try load(["CLERK_WEBHOOK_SECRET": bad]) } throws: { !"\($0)".contains("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0") }
     }
 
+    @Test func webhookBodyBoundsHaveDefaultsAndRefuseBadValues() throws {
+        let config = try load([:])
+        #expect(config.webhookBodyTimeoutSeconds == 10 && config.webhookMaxInflightBytes == 16 << 20)
+        #expect(try load(["WEBHOOK_BODY_TIMEOUT_SECONDS": "3", "WEBHOOK_MAX_INFLIGHT_BYTES": "2097152"]).webhookMaxInflightBytes == 2 << 20)
+        for (name, value) in [("WEBHOOK_BODY_TIMEOUT_SECONDS", "0"), ("WEBHOOK_BODY_TIMEOUT_SECONDS", "ten"),
+                              ("WEBHOOK_MAX_INFLIGHT_BYTES", "-1"), ("WEBHOOK_MAX_INFLIGHT_BYTES", "1048575")] {
+            #expect { try load([name: value]) } throws: { ($0 as? ConfigError)?.variable == name }
+        }
+        // The in-flight cap must admit at least one body of the largest size accepted.
+        #expect { try load(["WEBHOOK_MAX_BODY_BYTES": "4194304", "WEBHOOK_MAX_INFLIGHT_BYTES": "2097152"]) } throws: {
+            ($0 as? ConfigError)?.variable == "WEBHOOK_MAX_INFLIGHT_BYTES"
+        }
+    }
+
     @Test func theExampleFileLoadsAsIs() throws {
         let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent(".env.example").path
