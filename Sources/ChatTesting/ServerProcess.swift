@@ -8,7 +8,9 @@ public final class ServerProcess: @unchecked Sendable {
     private let process = Process()
     private let lock = NSLock()
     private var lines: [String] = []
+    private var errorLines: [String] = []
     private var partial: [String: String] = [:]
+    private var closedStreams = 0
 
     /// The webhook secret every test server gets unless the test overrides it.
     public static let webhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -57,6 +59,9 @@ public final class ServerProcess: @unchecked Sendable {
     /// Everything printed so far, stdout and stderr interleaved by line.
     public var output: [String] { lock.lock(); defer { lock.unlock() }; return lines }
 
+    /// What it printed to stderr so far, by line.
+    public var errorOutput: [String] { lock.lock(); defer { lock.unlock() }; return errorLines }
+
     public func waitForLine(containing text: String, timeout: TimeInterval) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -72,7 +77,12 @@ public final class ServerProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         if process.isRunning { return nil }
-        Thread.sleep(forTimeInterval: 0.1)   // let the pipes drain
+        // Everything it printed is read once both pipes reached end of file (a loaded machine may
+        // take a while to run the readers).
+        let drained = Date().addingTimeInterval(10)
+        while Date() < drained && { lock.lock(); defer { lock.unlock() }; return closedStreams < 2 }() {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
         return process.terminationStatus
     }
 
@@ -96,12 +106,25 @@ public final class ServerProcess: @unchecked Sendable {
     private func capture(_ pipe: Pipe, stream: String) {
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
+            // At end of file the source stops, whether or not this ServerProcess is still there.
+            if data.isEmpty { handle.readabilityHandler = nil }
             guard let self else { return }
-            if data.isEmpty { handle.readabilityHandler = nil; return }
+            if data.isEmpty {
+                self.lock.lock()
+                if let rest = self.partial[stream], !rest.isEmpty {   // a last line without a newline
+                    self.lines.append(rest)
+                    if stream == "err" { self.errorLines.append(rest) }
+                }
+                self.partial[stream] = nil
+                self.closedStreams += 1
+                self.lock.unlock()
+                return
+            }
             self.lock.lock()
             var text = (self.partial[stream] ?? "") + String(decoding: data, as: UTF8.self)
             while let newline = text.firstIndex(of: "\n") {
                 self.lines.append(String(text[..<newline]))
+                if stream == "err" { self.errorLines.append(String(text[..<newline])) }
                 text = String(text[text.index(after: newline)...])
             }
             self.partial[stream] = text

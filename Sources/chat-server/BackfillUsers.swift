@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatDomain
 import ChatServer
+import EnvFile
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -29,7 +30,7 @@ struct BackfillUsers: ParsableCommand {
         guard let secret = values["CLERK_SECRET_KEY"] else { throw ValidationError("CLERK_SECRET_KEY is not set") }
         let apiURL = apiURL ?? values["CLERK_API_URL"] ?? "https://api.clerk.com"
         let uri = try MongoURI(values["MONGODB_URI"] ?? Config.defaultMongoURI)
-        let database = Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
+        let database = try Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
         try database.withConnection { try Schema.ensureIndexes(on: $0) }
         var offset = 0
         var counts: [WebhookOutcome: Int] = [:]
@@ -37,10 +38,11 @@ struct BackfillUsers: ParsableCommand {
             guard var components = URLComponents(string: apiURL + "/v1/users") else { throw ValidationError("bad --api-url") }
             components.queryItems = [URLQueryItem(name: "limit", value: String(pageSize)), URLQueryItem(name: "offset", value: String(offset)),
                                      URLQueryItem(name: "order_by", value: "created_at")]
-            var request = URLRequest(url: components.url!)
+            guard let url = components.url else { throw ValidationError("bad --api-url") }
+            var request = URLRequest(url: url)
             request.setValue("Bearer \(secret)", forHTTPHeaderField: "Authorization")
             let (status, body) = try HTTPCall.send(request)
-            guard status == 200 else { throw ValidationError("Clerk answered \(status) for \(components.url!.path)") }
+            guard status == 200 else { throw ValidationError("Clerk answered \(status) for \(url.path)") }
             guard let page = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [Any] else {
                 throw ValidationError("Clerk's answer is not a list of users")
             }

@@ -1,5 +1,6 @@
 @testable import ChatServer
 import ClerkAuth
+import EnvFile
 import Foundation
 import Testing
 
