@@ -63,10 +63,16 @@ public final class ServerProcess: @unchecked Sendable {
     public var errorOutput: [String] { lock.lock(); defer { lock.unlock() }; return errorLines }
 
     public func waitForLine(containing text: String, timeout: TimeInterval) -> String? {
+        waitForLine(timeout: timeout) { $0.contains(text) }
+    }
+
+    /// The first line that matches, waiting for it: output arrives through a pipe, so a line the server
+    /// wrote before answering a request may be read after the answer.
+    public func waitForLine(timeout: TimeInterval, where matches: (String) -> Bool) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let line = output.first(where: { $0.contains(text) }) { return line }
-            if !process.isRunning { return output.first(where: { $0.contains(text) }) }
+            if let line = output.first(where: matches) { return line }
+            if !process.isRunning { _ = waitForExit(timeout: 0); return output.first(where: matches) }
             Thread.sleep(forTimeInterval: 0.05)
         }
         return nil

@@ -55,7 +55,7 @@ import Testing
     @Test func developmentBannerAndMongoMessage() throws {
         let server = try ServerProcess(environment: ["NODE_ENV": "development"])
         #expect(server.waitForLine(containing: "✅ MongoDB connected successfully", timeout: 15) != nil)
-        #expect(server.output.contains { $0.contains("Environment: development") })
+        #expect(server.waitForLine(containing: "Environment: development", timeout: 10) != nil)
         #expect(server.output.contains { $0.contains("CLERK_WEBHOOK_SECRET") } == false)   // set by the harness
     }
 }
@@ -81,7 +81,7 @@ import Testing
         #expect(wait(503, 15) == 503)
         #expect(Date().timeIntervalSince(started) < 15)
         #expect(try server.http.get("/healthz").status == 200)   // the process stays up and serving
-        #expect(server.output.contains { $0.contains("MongoDB unavailable") && $0.contains("127.0.0.1:\(mongo.port)") })
+        #expect(server.waitForLine(timeout: 10) { $0.contains("MongoDB unavailable") && $0.contains("127.0.0.1:\(mongo.port)") } != nil)
         try mongo.start()
         #expect(wait(200, 30) == 200)
         #expect(server.isRunning)
