@@ -35,7 +35,12 @@ public final class ServerProcess: @unchecked Sendable {
         process.standardError = err
         capture(out, stream: "out")
         capture(err, stream: "err")
-        try process.run()
+        do { try process.run() } catch {
+            // The readers end once the write ends are closed.
+            try? out.fileHandleForWriting.close()
+            try? err.fileHandleForWriting.close()
+            throw error
+        }
         if waitForBanner {
             guard let line = waitForLine(containing: "Server running on port", timeout: 30),
                   let number = line.split(separator: " ").last.flatMap({ Int($0) }) else {
@@ -109,32 +114,38 @@ public final class ServerProcess: @unchecked Sendable {
 
     deinit { kill() }
 
+    /// One reader thread per pipe, blocking in read(2) until end of file: no dispatch source to be
+    /// scheduled late on a loaded machine, and end of file is seen exactly once.
     private func capture(_ pipe: Pipe, stream: String) {
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            // At end of file the source stops, whether or not this ServerProcess is still there.
-            if data.isEmpty { handle.readabilityHandler = nil }
-            guard let self else { return }
-            if data.isEmpty {
+        let handle = pipe.fileHandleForReading   // held by the thread, so the descriptor stays open
+        let thread = Thread { [weak self] in
+            var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard let self else { if count <= 0 { return } else { continue } }
                 self.lock.lock()
-                if let rest = self.partial[stream], !rest.isEmpty {   // a last line without a newline
-                    self.lines.append(rest)
-                    if stream == "err" { self.errorLines.append(rest) }
+                if count <= 0 {
+                    if let rest = self.partial[stream], !rest.isEmpty {   // a last line without a newline
+                        self.lines.append(rest)
+                        if stream == "err" { self.errorLines.append(rest) }
+                    }
+                    self.partial[stream] = nil
+                    self.closedStreams += 1
+                    self.lock.unlock()
+                    return
                 }
-                self.partial[stream] = nil
-                self.closedStreams += 1
+                var text = (self.partial[stream] ?? "") + String(decoding: buffer[..<count], as: UTF8.self)
+                while let newline = text.firstIndex(of: "\n") {
+                    self.lines.append(String(text[..<newline]))
+                    if stream == "err" { self.errorLines.append(String(text[..<newline])) }
+                    text = String(text[text.index(after: newline)...])
+                }
+                self.partial[stream] = text
                 self.lock.unlock()
-                return
             }
-            self.lock.lock()
-            var text = (self.partial[stream] ?? "") + String(decoding: data, as: UTF8.self)
-            while let newline = text.firstIndex(of: "\n") {
-                self.lines.append(String(text[..<newline]))
-                if stream == "err" { self.errorLines.append(String(text[..<newline])) }
-                text = String(text[text.index(after: newline)...])
-            }
-            self.partial[stream] = text
-            self.lock.unlock()
         }
+        thread.name = "server-\(stream)"
+        thread.start()
     }
 }
