@@ -25,6 +25,9 @@ public final class ServerProcess: @unchecked Sendable {
         env["MONGODB_URI"] = try mongoURI ?? TestDatabase.freshURI()
         env["CLERK_WEBHOOK_SECRET"] = Self.webhookSecret
         env["SHUTDOWN_GRACE_SECONDS"] = "5"
+        // libmongoc creates /dev/shm/mongoc-<pid> when loaded and warns on stderr when a killed
+        // process with the same pid left one behind: an extra line the start-up tests would count.
+        env["MONGOC_DISABLE_SHM"] = "1"
         for (key, value) in overrides { env[key] = value.isEmpty ? nil : value }
         environment = env
         process.executableURL = URL(fileURLWithPath: Self.executable)
