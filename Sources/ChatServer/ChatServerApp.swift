@@ -29,11 +29,11 @@ public final class ChatServerApp {
     private var signalSources: [DispatchSourceSignal] = []
     private let say: (String) -> Void
 
-    public init(config: Config, logger: Logger, say: @escaping (String) -> Void) {
+    public init(config: Config, logger: Logger, say: @escaping (String) -> Void) throws {
         self.config = config
         self.logger = logger
         self.say = say
-        database = Database(uri: config.mongoURI, workers: config.databaseWorkers,
+        database = try Database(uri: config.mongoURI, workers: config.databaseWorkers,
                             queueLimit: config.databaseQueueLimit, logger: logger)
         monitor = DatabaseMonitor(database: database, logger: logger, announce: say)
     }

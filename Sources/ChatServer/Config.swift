@@ -1,4 +1,5 @@
 import ClerkAuth
+import EnvFile
 import Foundation
 import Logging
 import MongoStore
@@ -7,7 +8,26 @@ import MongoStore
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let variable: String
     public let problem: String
-    public var description: String { "\(variable): \(problem)" }
+    /// Always one line: control characters in a quoted value are escaped.
+    public var description: String { Self.oneLine("\(variable): \(problem)") }
+
+    /// A value as an error line shows it: quoted, control characters escaped, at most 80 characters.
+    static func quote(_ value: String) -> String {
+        let shown = value.count > 80 ? value.prefix(77) + "..." : Substring(value)
+        return "'" + oneLine(String(shown)) + "'"
+    }
+
+    static func oneLine(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" {
+                out += scalar.escaped(asASCII: true)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
 }
 
 /// The server's settings, from the environment and a `.env` file (the environment wins). Variable
@@ -24,6 +44,8 @@ public struct Config {
     public var clientURL: String
     public var clerkPublishableKey: String?
     public var clerkSecretKey: String?
+    /// Clerk's Backend API base, for backfill-users.
+    public var clerkAPIURL: URL
     /// nil: webhooks are not configured (503 in development, fatal in production).
     public var webhookVerifier: WebhookVerifier?
     public var webhookMaxBodyBytes: Int
@@ -40,6 +62,7 @@ public struct Config {
     public var warnings: [String] = []
 
     public static let defaultMongoURI = "mongodb://localhost:27017/chat"
+    public static let defaultClerkAPIURL = "https://api.clerk.com"
 
     public static func load(environment env: [String: String], dotEnvPath: String? = ".env") throws(ConfigError) -> Config {
         var values: [String: String] = [:]
@@ -53,11 +76,14 @@ public struct Config {
     init(_ v: [String: String]) throws(ConfigError) {
         let envName = v["NODE_ENV"] ?? "development"
         guard let environment = Environment(rawValue: envName) else {
-            throw ConfigError(variable: "NODE_ENV", problem: "'\(envName)' is not one of development, production, test")
+            throw ConfigError(variable: "NODE_ENV", problem: "\(ConfigError.quote(envName)) is not one of development, production, test")
         }
         self.environment = environment
         port = try Self.integer(v, "PORT", default: 3000, range: 0...65535, what: "a port number")
         host = v["HOST"]
+        if let host, !Self.isBindable(host) {
+            throw ConfigError(variable: "HOST", problem: "\(ConfigError.quote(host)) is not an IP address or a network interface of this machine")
+        }
 
         let uriText = v["MONGODB_URI"] ?? Self.defaultMongoURI
         mongoURIConfigured = v["MONGODB_URI"] != nil
@@ -66,11 +92,20 @@ public struct Config {
         }
 
         clientURL = v["CLIENT_URL"] ?? "http://localhost:5173"
-        guard let client = URL(string: clientURL), client.scheme == "http" || client.scheme == "https", client.host != nil else {
-            throw ConfigError(variable: "CLIENT_URL", problem: "'\(clientURL)' is not an http(s) URL")
+        guard Self.httpURL(clientURL) != nil else {
+            throw ConfigError(variable: "CLIENT_URL", problem: "\(ConfigError.quote(clientURL)) is not an http(s) URL")
         }
         clerkPublishableKey = v["CLERK_PUBLISHABLE_KEY"]
         clerkSecretKey = v["CLERK_SECRET_KEY"]
+        // Sent as a bearer header by backfill-users: a line break there would split the request.
+        if let key = clerkSecretKey, !key.hasPrefix("sk_") || key.unicodeScalars.contains(where: { $0.value <= 32 || $0.value == 127 }) {
+            throw ConfigError(variable: "CLERK_SECRET_KEY", problem: "not a Clerk secret key (sk_test_... or sk_live_..., no spaces)")
+        }
+        let apiURL = v["CLERK_API_URL"] ?? Self.defaultClerkAPIURL
+        guard let parsedAPIURL = Self.httpURL(apiURL) else {
+            throw ConfigError(variable: "CLERK_API_URL", problem: "\(ConfigError.quote(apiURL)) is not an http(s) URL")
+        }
+        clerkAPIURL = parsedAPIURL
 
         if let secrets = v["CLERK_WEBHOOK_SECRET"] {
             do { webhookVerifier = try WebhookVerifier(secretList: secrets) } catch {
@@ -94,7 +129,13 @@ public struct Config {
         }
         for (name, path) in [("TLS_CERT_FILE", tlsCertificatePath), ("TLS_KEY_FILE", tlsKeyPath)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
-                throw ConfigError(variable: name, problem: "cannot read '\(path)'")
+                throw ConfigError(variable: name, problem: "cannot read \(ConfigError.quote(path))")
+            }
+        }
+        // A readable file of the wrong kind would otherwise fail later inside libwebsockets, in its words.
+        for (name, path, marker) in [("TLS_CERT_FILE", tlsCertificatePath, "CERTIFICATE-----"), ("TLS_KEY_FILE", tlsKeyPath, "PRIVATE KEY-----")] {
+            if let path, !Self.isPEM(path, marker: marker) {
+                throw ConfigError(variable: name, problem: "\(ConfigError.quote(path)) holds no PEM \(marker.dropLast(5).lowercased())")
             }
         }
         databaseWorkers = try Self.integer(v, "DB_WORKERS", default: 4, range: 1...64, what: "a thread count")
@@ -102,7 +143,7 @@ public struct Config {
         shutdownGraceSeconds = try Self.integer(v, "SHUTDOWN_GRACE_SECONDS", default: 10, range: 0...300, what: "seconds")
         let level = v["LOG_LEVEL"] ?? (environment == .production ? "info" : "info")
         guard let logLevel = Logger.Level(rawValue: level.lowercased()) else {
-            throw ConfigError(variable: "LOG_LEVEL", problem: "'\(level)' is not one of trace, debug, info, notice, warning, error, critical")
+            throw ConfigError(variable: "LOG_LEVEL", problem: "\(ConfigError.quote(level)) is not one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
         channel = try ChannelSettings(v, environment: environment, clientURL: clientURL, warnings: &warnings)
@@ -112,8 +153,30 @@ public struct Config {
                         what: String) throws(ConfigError) -> Int {
         guard let text = v[name] else { return value }
         guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-            throw ConfigError(variable: name, problem: "'\(text)' is not \(what) (\(range.lowerBound)-\(range.upperBound))")
+            throw ConfigError(variable: name, problem: "\(ConfigError.quote(text)) is not \(what) (\(range.lowerBound)-\(range.upperBound))")
         }
         return number
+    }
+
+    /// An http(s) URL with a host.
+    static func httpURL(_ text: String) -> URL? {
+        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https",
+              let host = url.host, !host.isEmpty else { return nil }
+        return url
+    }
+
+    /// What libwebsockets can bind: an IPv4 or IPv6 address, or the name of a local interface.
+    static func isBindable(_ host: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return true }
+        return host.utf8.count < Int(IF_NAMESIZE) && if_nametoindex(host) != 0
+    }
+
+    /// The file's first 64 KiB name a PEM block ending in `marker` (certificates and keys are small).
+    static func isPEM(_ path: String, marker: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 64 * 1024) else { return false }
+        return String(decoding: head, as: UTF8.self).contains("-----BEGIN ") && String(decoding: head, as: UTF8.self).contains(marker)
     }
 }
