@@ -82,7 +82,7 @@ final class HTTPExchange {
     /// A bounded label for metrics: known routes by name, everything else as "other".
     var routeLabel: String {
         switch head.path {
-        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws": return head.path
+        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws", "/", "/dev/token": return head.path
         default: return "other"
         }
     }
