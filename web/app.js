@@ -311,7 +311,7 @@ function renderConversationList(state) {
       li.addEventListener("keydown", (e) => { if (e.key === "Enter") openConversation(c.conversationId); });
     }
     const peer = peerOf(c);
-    const presence = peer ? state.presence[peer] : undefined;
+    const presence = peer ? livePresence(state, peer) : undefined;
     const typing = (state.typing[c.conversationId] || []).filter((t) => t.expiresAt > Date.now());
     const key = [c, presence, typing.length, ui.activeId === c.conversationId, ui.users.size, Math.floor(Date.now() / 60000)];
     if (!sameKey(li._key, key)) {
@@ -342,6 +342,11 @@ function renderConversationList(state) {
   for (const li of rows.values()) li.remove();
 }
 
+/// A watched user's presence, only while connected: what was true before a disconnect may no longer be.
+function livePresence(state, userId) {
+  return state.connection.status === "open" ? state.presence[userId] || null : null;
+}
+
 function sameKey(a, b) {
   return a && a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -357,15 +362,16 @@ function renderChat(state) {
   if (!c) return;
 
   const peer = peerOf(c);
-  const presence = peer ? state.presence[peer] : undefined;
+  const presence = peer ? livePresence(state, peer) : undefined;
   setAvatar($("chat-avatar"), peer || c.conversationId, !peer, conversationName(c), peer ? presence || null : undefined);
   $("chat-name").textContent = conversationName(c);
   const status = $("chat-status");
   if (peer) {
-    status.textContent = presenceText(presence);
+    status.textContent = state.connection.status === "open" ? presenceText(presence) : "waiting for the network…";
+    status.title = presence?.lastSeen && !presence.isOnline ? new Date(presence.lastSeen).toLocaleString() : "";
     status.classList.toggle("online", Boolean(presence?.isOnline));
   } else {
-    const online = c.members.filter((m) => m !== ui.me && state.presence[m]?.isOnline).length;
+    const online = c.members.filter((m) => m !== ui.me && livePresence(state, m)?.isOnline).length;
     status.textContent = `${c.members.length} members` + (online ? ` · ${online} online` : "");
     status.classList.toggle("online", false);
   }
@@ -464,6 +470,7 @@ function updateMessage(el, c, { m, first, seen }) {
   bubble.className = "bubble";
   bubble.dataset.testid = "message-text";
   bubble.textContent = m.deleted ? "This message was deleted" : m.text;
+  bubble.addEventListener("click", () => el.classList.toggle("show-actions"));   // touch screens: tap for Edit/Delete
   row.append(bubble);
   if (mine && !m.deleted && m.status === "sent") {
     const actions = document.createElement("div");

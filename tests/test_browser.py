@@ -1,0 +1,210 @@
+"""The web app in a real browser: Debian's Chromium, headless, driven by Playwright for Python
+(its own browser downloads are never used). Two browser contexts are two people on one server,
+signed in through the development route. Every step leaves a screenshot in test-artifacts/browser/.
+
+Why Playwright rather than Selenium: its expect() assertions wait for the page to reach a state
+(no sleeps, no polling loops in the tests), one process drives several isolated contexts, and it
+needs no chromedriver."""
+import os
+import pathlib
+import shutil
+import time
+
+import pytest
+
+from conftest import ROOT, Server, free_port
+from test_web import dev_env
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+ARTIFACTS = pathlib.Path(os.environ.get("CHAT_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+WAIT = 30_000   # ms: the longest a step may take on a loaded machine (expect() polls, it does not sleep)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium (make deps does)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+class Person:
+    """One person in a browser context of their own (own storage, own sockets)."""
+
+    def __init__(self, browser, server, name, viewport=LAPTOP):
+        self.name = name
+        self.context = browser.new_context(viewport=viewport, device_scale_factor=1)
+        self.page = self.context.new_page()
+        self.errors = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.goto(server.base + "/")
+        self.page.get_by_label("Sign in as").fill(name)
+        self.page.get_by_role("button", name="Continue").click()
+        expect(self.page.locator("#app")).to_be_visible(timeout=WAIT)
+        expect(self.page.get_by_test_id("banner")).to_be_hidden(timeout=WAIT)
+
+    def shot(self, step):
+        path = ARTIFACTS / f"{step}-{self.name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def conversation(self, title):
+        return self.page.get_by_test_id("conversation").filter(has=self.page.locator(".conv-name", has_text=title))
+
+    def open_direct(self, other):
+        self.page.get_by_test_id("new-direct").click()
+        self.page.get_by_placeholder("Search people").fill(other)
+        self.page.get_by_test_id("person").filter(has_text=other.capitalize()).first.click()
+        expect(self.page.get_by_test_id("chat-name")).to_have_text(other.capitalize(), timeout=WAIT)
+
+    def send(self, text):
+        self.page.get_by_test_id("composer").fill(text)
+        self.page.get_by_test_id("composer").press("Enter")
+
+    def message(self, text):
+        return self.page.get_by_test_id("message").filter(has=self.page.get_by_test_id("message-text").get_by_text(text, exact=True))
+
+    def close(self):
+        self.context.close()
+
+
+def console_clean(*people):
+    # The WebSocket errors Chromium logs while the server is down are expected; nothing else is.
+    for p in people:
+        unexpected = [e for e in p.errors if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e]
+        assert not unexpected, f"{p.name}'s page logged errors: {unexpected}"
+
+
+@pytest.fixture
+def web_server(mongo_uri, tmp_path):
+    # A fixed port, so that the pages find the server again after a restart.
+    env = {**dev_env(tmp_path), "PORT": str(free_port())}
+    box = {"server": Server(mongo_uri, env=env), "env": env, "mongo_uri": mongo_uri}
+    yield box
+    box["server"].stop()
+
+
+def test_two_people_chat_live_with_unread_typing_receipts_edits_and_presence(browser, web_server):
+    server = web_server["server"]
+    alice = Person(browser, server, "alice")
+    bob = Person(browser, server, "bob")
+    alice.shot("01-signed-in")
+
+    # Alice finds Bob in the directory and writes to him.
+    alice.open_direct("bob")
+    expect(alice.page.get_by_test_id("chat-status")).to_have_text("online", timeout=WAIT)
+    alice.send("Hi Bob! Lunch at 12:30?")
+    sent = alice.message("Hi Bob! Lunch at 12:30?")
+    expect(sent.get_by_test_id("message-state")).to_have_text("Delivered", timeout=WAIT)
+    alice.shot("02-alice-sent")
+
+    # Bob sees it arrive live: the conversation, its preview and an unread badge, without reloading.
+    row = bob.conversation("Alice")
+    expect(row.get_by_test_id("conversation-preview")).to_have_text("Hi Bob! Lunch at 12:30?", timeout=WAIT)
+    expect(row.get_by_test_id("unread-badge")).to_have_text("1", timeout=WAIT)
+    expect(bob.page).to_have_title("(1) Chat")
+    bob.shot("03-bob-unread")
+
+    # Bob opens it: the badge goes, Alice sees "Seen".
+    row.click()
+    expect(bob.message("Hi Bob! Lunch at 12:30?")).to_be_visible(timeout=WAIT)
+    expect(row.get_by_test_id("unread-badge")).to_be_hidden(timeout=WAIT)
+    expect(sent.get_by_test_id("seen-by")).to_have_text("Seen", timeout=WAIT)
+
+    # Bob types: Alice sees it in the header line and in her conversation list.
+    bob.page.get_by_test_id("composer").press_sequentially("Sounds g", delay=30)
+    expect(alice.page.get_by_test_id("typing")).to_have_text("Bob is typing…", timeout=WAIT)
+    alice.shot("04-alice-sees-typing")
+    bob.page.get_by_test_id("composer").press_sequentially("ood, see you there", delay=10)
+    bob.page.get_by_test_id("composer").press("Enter")
+    expect(alice.message("Sounds good, see you there")).to_be_visible(timeout=WAIT)
+    expect(alice.page.get_by_test_id("typing")).to_have_text("", timeout=WAIT)
+
+    # Alice edits her message, then deletes it; Bob's page follows both.
+    sent.hover()
+    sent.get_by_role("button", name="Edit").click()
+    alice.page.get_by_test_id("composer").fill("Hi Bob! Lunch at 13:00?")
+    alice.page.get_by_test_id("composer").press("Enter")
+    expect(bob.message("Hi Bob! Lunch at 13:00?")).to_contain_text("", timeout=WAIT)
+    expect(bob.page.get_by_test_id("message").filter(has_text="edited")).to_have_count(1, timeout=WAIT)
+    alice.send("Never mind")
+    extra = alice.message("Never mind")
+    expect(extra.get_by_test_id("message-state")).to_have_text("Delivered", timeout=WAIT)
+    extra.hover()
+    extra.get_by_role("button", name="Delete").click()
+    alice.page.get_by_test_id("confirm-delete").click()
+    expect(bob.page.get_by_text("This message was deleted")).to_be_visible(timeout=WAIT)
+    expect(bob.message("Never mind")).to_have_count(0)
+    alice.shot("05-chatting")
+    bob.shot("05-chatting")
+
+    # Bob on a phone-sized screen: one pane, readable.
+    phone = bob.context.browser.new_context(viewport=PHONE, device_scale_factor=2)
+    page = phone.new_page()
+    page.goto(server.base + "/")
+    page.get_by_label("Sign in as").fill("bob")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_test_id("conversation").first.click()
+    expect(page.get_by_test_id("message-text").get_by_text("Sounds good, see you there")).to_be_visible(timeout=WAIT)
+    page.screenshot(path=str(ARTIFACTS / "06-phone-bob.png"))
+    phone.close()
+
+    # Bob leaves: Alice sees him go offline, with when he was last seen.
+    bob.close()
+    expect(alice.page.get_by_test_id("chat-status")).to_have_text("last seen just now", timeout=WAIT)
+    expect(alice.page.locator("#chat-avatar [data-testid=presence-dot]")).not_to_have_class("dot online")
+    alice.shot("07-bob-offline")
+    console_clean(alice)
+    alice.close()
+
+
+def test_a_server_restart_mid_chat_shows_the_banner_and_loses_or_doubles_nothing(browser, web_server):
+    server = web_server["server"]
+    alice = Person(browser, server, "alice")
+    bob = Person(browser, server, "bob")
+    alice.open_direct("bob")
+    alice.send("Before the restart")
+    expect(alice.message("Before the restart").get_by_test_id("message-state")).to_have_text("Delivered", timeout=WAIT)
+    bob.conversation("Alice").click()
+    expect(bob.message("Before the restart")).to_be_visible(timeout=WAIT)
+
+    # The server goes away: both pages say so, and a message typed now waits, pending.
+    server.stop()
+    for person in (alice, bob):
+        expect(person.page.get_by_test_id("banner")).to_contain_text("Reconnecting", timeout=WAIT)
+    alice.send("Typed during the outage")
+    pending = alice.message("Typed during the outage")
+    expect(pending.get_by_test_id("message-state")).to_have_text("Sending…")
+    alice.shot("08-outage")
+    bob.shot("08-outage")
+
+    # The same server comes back (same port, same database): the banners go by themselves, the message
+    # is delivered, once.
+    started = time.monotonic()
+    restarted = Server(web_server["mongo_uri"], env=web_server["env"], db_name=server.db_name)
+    web_server["server"] = restarted
+    for person in (alice, bob):
+        expect(person.page.get_by_test_id("banner")).to_be_hidden(timeout=60_000)
+    expect(pending.get_by_test_id("message-state")).to_have_text("Delivered", timeout=WAIT)
+    expect(bob.message("Typed during the outage")).to_have_count(1, timeout=WAIT)
+    print(f"recovered {time.monotonic() - started:.1f} s after the restart began")
+    alice.send("After the restart")
+    expect(bob.message("After the restart")).to_be_visible(timeout=WAIT)
+    expect(bob.message("Typed during the outage")).to_have_count(1)
+    expect(alice.message("Typed during the outage")).to_have_count(1)
+    stored = list(restarted.db.messages.find({"text": "Typed during the outage"}))
+    assert len(stored) == 1, stored
+    texts = [m["text"] for m in restarted.db.messages.find({"conversationId": "dm:alice:bob"}).sort("seq", 1)]
+    assert texts == ["Before the restart", "Typed during the outage", "After the restart"]
+    alice.shot("09-recovered")
+    bob.shot("09-recovered")
+    console_clean(alice, bob)
+    alice.close()
+    bob.close()
