@@ -208,3 +208,64 @@ def test_a_server_restart_mid_chat_shows_the_banner_and_loses_or_doubles_nothing
     console_clean(alice, bob)
     alice.close()
     bob.close()
+
+
+def test_groups_from_the_directory_and_older_messages_on_scroll(browser, web_server):
+    import json
+
+    from websockets.sync.client import connect
+    from test_web import post_token
+
+    server = web_server["server"]
+    # Carol wrote 70 messages to Alice before Alice opened the app (from another client).
+    tokens = {u: json.loads(post_token(server, u)[2])["token"] for u in ("alice", "carol")}
+
+    # websockets' synchronous client: Playwright's sync API already runs an event loop on this thread.
+    with connect(f"ws://127.0.0.1:{server.port}/ws", subprotocols=["chat.v1"]) as ws:
+        def call(frame):
+            ws.send(json.dumps(frame))
+            while True:
+                reply = json.loads(ws.recv(timeout=15))
+                if reply.get("id") == frame["id"]:
+                    assert reply["type"] in ("ok", "welcome"), reply
+                    return reply
+        call({"type": "auth", "id": "a", "token": tokens["carol"]})
+        call({"type": "conversation.direct", "id": "d", "userId": "alice"})
+        for n in range(1, 71):
+            call({"type": "message.send", "id": f"s{n}", "conversationId": "dm:alice:carol", "clientId": f"c{n}", "text": f"Note {n}"})
+
+    alice = Person(browser, server, "alice")
+    bob = Person(browser, server, "bob")
+    row = alice.conversation("Carol")
+    expect(row.get_by_test_id("unread-badge")).to_have_text("70", timeout=WAIT)
+    row.click()
+    expect(alice.message("Note 70")).to_be_visible(timeout=WAIT)
+    expect(alice.message("Note 1")).to_have_count(0)   # only the newest page so far
+    for _ in range(10):   # scroll up until the beginning is reached: older pages load on the way
+        alice.page.get_by_test_id("messages").evaluate("box => box.scrollTop = 0")
+        if alice.message("Note 1").count():
+            break
+        alice.page.wait_for_timeout(300)
+    expect(alice.message("Note 1")).to_have_count(1, timeout=WAIT)
+    expect(alice.page.get_by_text("This is the beginning of the conversation")).to_be_visible(timeout=WAIT)
+    assert alice.page.get_by_test_id("message").count() == 70, "each message once, none missing"
+    expect(row.get_by_test_id("unread-badge")).to_be_hidden(timeout=WAIT)   # opened: read
+
+    # A group with Bob and Carol, picked from the directory search.
+    alice.page.get_by_test_id("new-group").click()
+    alice.page.get_by_placeholder("Group name").fill("Launch team")
+    for name in ("bob", "carol"):
+        alice.page.get_by_placeholder("Search people").fill(name)
+        alice.page.get_by_test_id("person").filter(has_text=name.capitalize()).first.click()
+    alice.page.get_by_role("button", name="Create group").click()
+    expect(alice.page.get_by_test_id("chat-name")).to_have_text("Launch team", timeout=WAIT)
+    expect(alice.page.get_by_test_id("chat-status")).to_contain_text("3 members", timeout=WAIT)
+    alice.send("Kick-off at 10?")
+    expect(bob.conversation("Launch team").get_by_test_id("conversation-preview")).to_have_text("Alice: Kick-off at 10?", timeout=WAIT)
+    bob.conversation("Launch team").click()
+    expect(bob.message("Kick-off at 10?")).to_be_visible(timeout=WAIT)
+    expect(alice.message("Kick-off at 10?").get_by_test_id("seen-by")).to_have_text("Seen by Bob", timeout=WAIT)
+    alice.shot("10-group")
+    console_clean(alice, bob)
+    alice.close()
+    bob.close()

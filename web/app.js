@@ -526,14 +526,18 @@ async function openConversation(conversationId) {
   render();
   $("composer-input").focus();
   try { await ui.client.openConversation(conversationId); } catch { /* shown by the banner */ }
-  scheduleRead();
+  scheduleRead(true);   // opening shows the newest messages
 }
 
-function scheduleRead() {
+/// Read up to the newest message once the user sees it: the page is visible and scrolled to the end.
+function scheduleRead(opened = false) {
+  if (opened) ui.openedRead = true;   // kept until the timer runs, whatever reschedules it meanwhile
   clearTimeout(ui.readTimer);
   ui.readTimer = setTimeout(() => {
     const id = ui.activeId;
-    if (!id || document.visibilityState !== "visible" || !ui.stickToBottom) return;
+    const justOpened = ui.openedRead;
+    ui.openedRead = false;
+    if (!id || document.visibilityState !== "visible" || !(ui.stickToBottom || justOpened)) return;
     const c = ui.client.state.conversationsById[id];
     if (c && (c.unread > 0 || (c.reads?.[ui.me] ?? 0) < c.lastSeq)) ui.client.markRead(id).catch(() => {});
   }, 300);
