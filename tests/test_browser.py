@@ -269,3 +269,69 @@ def test_groups_from_the_directory_and_older_messages_on_scroll(browser, web_ser
     console_clean(alice, bob)
     alice.close()
     bob.close()
+
+
+FAKE_CLERK = """
+// Stands in for ClerkJS (the network is not reachable from the tests): the calls the app makes.
+(function () {
+  const script = document.currentScript;
+  const listeners = [];
+  const clerk = {
+    publishableKey: script.getAttribute("data-clerk-publishable-key"), user: null, session: null,
+    async load() { this.loaded = true; },
+    addListener(fn) { listeners.push(fn); return () => {}; },
+    mountSignIn(el) {
+      const b = document.createElement("button");
+      b.textContent = "Sign in with Clerk";
+      b.onclick = () => {
+        clerk.user = { id: "user_dana", username: "dana", firstName: "Dana", lastName: "Scully", imageUrl: null };
+        clerk.session = { getToken: async () => { clerk.tokens = (clerk.tokens || 0) + 1; return "%TOKEN%"; } };
+        listeners.forEach((f) => f({ user: clerk.user }));
+      };
+      el.append(b);
+    },
+    unmountSignIn(el) { el.replaceChildren(); },
+    async signOut() {},
+  };
+  window.Clerk = clerk;
+})();
+"""
+
+
+def test_with_a_publishable_key_the_page_signs_in_through_clerk_under_the_policy(browser, mongo_uri):
+    from jwt_keys import Issuer
+    from test_web import publishable_key
+
+    host = "example.clerk.accounts.dev"
+    issuer = Issuer()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    # CLERK_JWT_KEY verifies without the network; CLIENT_URL is the app's origin, the tokens' azp.
+    server = Server(mongo_uri, env={**issuer.env(), "CLERK_PUBLISHABLE_KEY": publishable_key(host), "PORT": str(port),
+                                    "CLIENT_URL": origin, "WEB_ROOT": os.environ.get("TMP_WEB_ROOT", str(ROOT))})
+    context = browser.new_context(viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        loaded, violations = [], []
+        script = FAKE_CLERK.replace("%TOKEN%", issuer.token("user_dana", azp=origin, ttl=300))
+        context.route(f"https://{host}/**", lambda route: (loaded.append(route.request.url),
+                                                          route.fulfill(status=200, content_type="text/javascript", body=script)))
+        page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+        page.goto(server.base + "/")
+        page.get_by_role("button", name="Sign in with Clerk").click()
+        expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_test_id("banner")).to_be_hidden(timeout=WAIT)
+        assert loaded == [f"https://{host}/npm/@clerk/clerk-js@5/dist/clerk.browser.js"]
+        assert page.evaluate("() => window.Clerk.publishableKey") == publishable_key(host)
+        assert page.evaluate("() => window.chat.state.connection.userId") == "user_dana"
+        assert page.evaluate("() => window.Clerk.tokens") >= 1, "the socket authenticated with Clerk's getToken()"
+        assert page.request.post(server.base + "/dev/token", data={"userId": "x"}).status == 404
+        assert violations == [], "Clerk's script and the app load under the policy"
+        # The policy holds: a script from any other host is refused.
+        with page.expect_console_message(lambda m: "Content Security Policy" in m.text and "cdn.example.net" in m.text, timeout=WAIT):
+            page.evaluate("""() => { const s = document.createElement('script'); s.src = 'https://cdn.example.net/x.js';
+                                     document.head.append(s); }""")
+        page.screenshot(path=str(ARTIFACTS / "11-clerk-mode.png"))
+    finally:
+        context.close()
+        server.stop()
