@@ -376,7 +376,9 @@ function renderChat(state) {
     status.classList.toggle("online", false);
   }
 
+  $("leave-group").hidden = c.kind !== "group";
   renderMessages(c, state.messages[c.conversationId] || []);
+  $("jump").hidden = ui.stickToBottom || !(c.unread > 0);
 
   const typing = (state.typing[c.conversationId] || []).filter((t) => t.expiresAt > Date.now());
   const names = typing.map((t) => displayName(t.userId));
@@ -570,13 +572,26 @@ function cancelEdit() {
   autosize();
 }
 
-function confirmDelete(conversationId, m) {
+function askConfirm(title, text, action, run) {
   const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = action;
   dialog.returnValue = "";
-  dialog.onclose = () => {
-    if (dialog.returnValue === "delete") ui.client.deleteMessage(conversationId, m.messageId).catch((e) => alertError(e));
-  };
+  dialog.onclose = () => { if (dialog.returnValue === "ok") run(); };
   dialog.showModal();
+}
+
+function confirmDelete(conversationId, m) {
+  askConfirm("Delete message?", "It is deleted for everyone in the conversation.", "Delete",
+          () => ui.client.deleteMessage(conversationId, m.messageId).catch((e) => alertError(e)));
+}
+
+function confirmLeave(conversationId) {
+  const c = ui.client.state.conversationsById[conversationId];
+  askConfirm(`Leave ${c?.name || "the group"}?`, "You will no longer get its messages. A member can add you back.", "Leave",
+          () => ui.client.leaveGroup(conversationId).then(() => { if (ui.activeId === conversationId) ui.activeId = null; scheduleRender(); },
+                                                          (e) => alertError(e)));
 }
 
 function alertError(error) {
@@ -718,6 +733,8 @@ function wireEvents() {
   });
   $("back").addEventListener("click", () => { ui.activeId = null; cancelEdit(); render(); });
   $("edit-cancel").addEventListener("click", cancelEdit);
+  $("leave-group").addEventListener("click", () => ui.activeId && confirmLeave(ui.activeId));
+  $("jump").addEventListener("click", () => { const box = $("messages"); box.scrollTop = box.scrollHeight; });
   $("signout").addEventListener("click", async () => {
     ui.client.close();
     await ui.signOut();
@@ -738,6 +755,7 @@ function wireEvents() {
     ui.stickToBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     if (box.scrollTop < 120) loadOlder();
     if (ui.stickToBottom) scheduleRead();
+    if (ui.stickToBottom && !$("jump").hidden) $("jump").hidden = true;
   });
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") scheduleRead(); });
   window.addEventListener("focus", scheduleRead);
