@@ -142,6 +142,12 @@ def test_dev_token_mints_a_token_that_connects_and_lists_the_user(mongo_uri, tmp
 
         # Hostile input is answered, not served.
         assert post_token(server, "alice", content_type="text/plain")[0] == 415, "no cross-site form posts"
+        status, _, _ = get(server, "/dev/token", {"content-type": "application/json", "host": f"rebound.example:{server.port}"},
+                           "POST", b'{"userId": "alice"}')
+        assert status == 403, "a page on another name resolving here (DNS rebinding) gets no token"
+        status, _, _ = get(server, "/dev/token", {"content-type": "application/json", "host": f"localhost:{server.port}"},
+                           "POST", b'{"userId": "alice"}')
+        assert status == 200
         for bad in ["", "a" * 65, "../alice", "al ice", "ali\u00e7e"]:
             assert post_token(server, bad)[0] == 400, bad
         status, _, _ = get(server, "/dev/token", {"content-type": "application/json"}, "POST", b"x" * 5000)

@@ -33,7 +33,22 @@ final class DevTokenRoute {
         guard (head.header("content-type") ?? "").lowercased().hasPrefix("application/json") else {
             return .respond(.json(415, ["error": "send Content-Type: application/json"]))
         }
+        // DNS rebinding (a site whose name resolves to this machine) would make its page same-origin
+        // with this server: answer only requests addressed to localhost or an IP address.
+        guard Self.isLocalOrAddress(host: head.header("host")) else {
+            return .respond(.json(403, ["error": "development sign-in answers only at localhost or an IP address"]))
+        }
         return .readBody(limit: 1024, keepHeaders: []) { [self] request, responder in handle(request, responder) }
+    }
+
+    /// `localhost[:port]`, an IPv4 address or a bracketed IPv6 address: names no other site can own.
+    static func isLocalOrAddress(host: String?) -> Bool {
+        guard let host, !host.isEmpty else { return false }
+        if host.hasPrefix("[") { return host.contains("]") }   // [::1]:3000
+        let name = host.split(separator: ":", maxSplits: 1)[0].lowercased()
+        if name == "localhost" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
     }
 
     static func validUserID(_ id: String) -> Bool {

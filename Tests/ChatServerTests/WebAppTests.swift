@@ -79,6 +79,16 @@ import Testing
         #expect(!hostile.contains("evil") && hostile.contains("connect-src 'self';"))
     }
 
+    @Test func devSignInAnswersOnlyAtNamesNoOtherSiteOwns() {
+        for host in ["localhost:3000", "LOCALHOST", "127.0.0.1:3000", "192.168.1.20", "[::1]:3000"] {
+            #expect(DevTokenRoute.isLocalOrAddress(host: host), "\(host)")
+        }
+        for host in ["evil.example:3000", "localhost.evil.example", "127.0.0.1.nip.io", "1.2.3", "", "999.1.1.1"] {
+            #expect(!DevTokenRoute.isLocalOrAddress(host: host), "\(host)")
+        }
+        #expect(!DevTokenRoute.isLocalOrAddress(host: nil))
+    }
+
     @Test func etagsMatchLikeHTTPSays() {
         #expect(WebApp.matches(#""abc""#, etag: #""abc""#))
         #expect(WebApp.matches(#"W/"abc", "def""#, etag: #""abc""#))
