@@ -153,6 +153,7 @@ def test_two_people_chat_live_with_unread_typing_receipts_edits_and_presence(bro
     page.get_by_role("button", name="Continue").click()
     page.get_by_test_id("conversation").first.click()
     expect(page.get_by_test_id("message-text").get_by_text("Sounds good, see you there")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_test_id("chat-status")).to_have_text("online", timeout=WAIT)   # presence of listed conversations
     page.screenshot(path=str(ARTIFACTS / "06-phone-bob.png"))
     phone.close()
 

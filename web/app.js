@@ -118,7 +118,6 @@ function startApp({ userId, profile, getToken, signOut }) {
   ui.client = client;
   window.chat = client;   // for the console (and the browser tests)
   client.subscribe(scheduleRender);
-  client.on("conversation", () => watchMembers());
   client.on("connection", (c) => {
     if (c.status === "open") {
       ui.everConnected = true;
@@ -128,7 +127,7 @@ function startApp({ userId, profile, getToken, signOut }) {
   client.on("message", ({ message }) => {
     if (message.conversationId === ui.activeId) scheduleRead();
   });
-  client.connect().then(() => watchMembers()).catch(() => {});
+  client.connect().catch(() => {});
   wireEvents();
   setAvatar($("me-avatar"), userId, false);
   setInterval(scheduleRender, 15_000);   // "last seen 5 min ago" and times move on their own
@@ -258,6 +257,10 @@ function scheduleRender() {
 
 function render() {
   const state = ui.client.state;
+  if (state.conversations !== ui.seenConversations) {   // listed after a (re)connect, or changed
+    ui.seenConversations = state.conversations;
+    watchMembers();
+  }
   renderBanner(state.connection);
   renderConversationList(state);
   renderChat(state);
