@@ -56,7 +56,7 @@ class Person:
         return path
 
     def conversation(self, title):
-        return self.page.get_by_test_id("conversation").filter(has=self.page.locator(".conv-name", has_text=title))
+        return self.page.get_by_test_id("conversation").filter(has=self.page.locator(".conv-name").get_by_text(title, exact=True))
 
     def open_direct(self, other):
         self.page.get_by_test_id("new-direct").click()
@@ -251,6 +251,13 @@ def test_groups_from_the_directory_and_older_messages_on_scroll(browser, web_ser
     expect(alice.page.get_by_text("This is the beginning of the conversation")).to_be_visible(timeout=WAIT)
     assert alice.page.get_by_test_id("message").count() == 70, "each message once, none missing"
     expect(row.get_by_test_id("unread-badge")).to_be_hidden(timeout=WAIT)   # opened: read
+
+    # Dave joins after Alice read the directory and writes to her: his name shows, not his id.
+    dave = Person(browser, server, "dave")
+    dave.open_direct("alice")
+    dave.send("Hello from Dave")
+    expect(alice.conversation("Dave").get_by_test_id("conversation-preview")).to_have_text("Hello from Dave", timeout=WAIT)
+    dave.close()
 
     # A group with Bob and Carol, picked from the directory search.
     alice.page.get_by_test_id("new-group").click()

@@ -148,10 +148,14 @@ async function loadDirectory() {
   } catch { /* names fall back to ids */ }
 }
 
-/// Presence of everyone the user shares a conversation with.
+/// Presence of everyone the user shares a conversation with (and their names, for people who joined
+/// the directory after it was read).
 function watchMembers() {
   const ids = new Set();
   for (const c of ui.client.state.conversations) for (const m of c.members) if (m !== ui.me) ids.add(m);
+  if ([...ids].some((id) => !ui.users.has(id)) && !ui.directoryTimer) {
+    ui.directoryTimer = setTimeout(() => { loadDirectory().finally(() => { ui.directoryTimer = null; }); }, 300);
+  }
   const fresh = [...ids].filter((id) => !ui.watched.has(id)).slice(0, 1000);
   if (fresh.length === 0) return;
   fresh.forEach((id) => ui.watched.add(id));
