@@ -142,6 +142,15 @@ def test_two_people_chat_live_with_unread_typing_receipts_edits_and_presence(bro
     alice.page.get_by_test_id("confirm-ok").click()
     expect(bob.page.get_by_text("This message was deleted")).to_be_visible(timeout=WAIT)
     expect(bob.message("Never mind")).to_have_count(0)
+    # A message the server refuses (9000 UTF-8 bytes, over the 8000 limit) says so and is not delivered.
+    alice.send("é" * 4500)
+    refused = alice.message("é" * 4500)
+    expect(refused.get_by_test_id("message-state")).to_contain_text("Not sent", timeout=WAIT)
+    expect(refused.get_by_role("button", name="Retry")).to_be_visible()
+    alice.shot("05-refused")
+    refused.get_by_role("button", name="Discard").click()
+    expect(refused).to_have_count(0)
+    expect(alice.conversation("Bob").get_by_test_id("unread-badge")).to_be_hidden()   # read while open
     alice.shot("05-chatting")
     bob.shot("05-chatting")
 

@@ -386,6 +386,9 @@ function renderChat(state) {
   $("leave-group").hidden = c.kind !== "group";
   renderMessages(c, state.messages[c.conversationId] || []);
   $("jump").hidden = ui.stickToBottom || !(c.unread > 0);
+  // Whatever event brought them: unread messages on screen at the bottom of a visible page get read.
+  if (ui.stickToBottom && !ui.readTimer && document.visibilityState === "visible"
+      && newestHeld(c.conversationId) > (c.reads?.[ui.me] ?? 0)) scheduleRead();
 
   const typing = (state.typing[c.conversationId] || []).filter((t) => t.expiresAt > Date.now());
   const names = typing.map((t) => displayName(t.userId));
@@ -488,9 +491,6 @@ function updateMessage(el, c, { m, first, seen }) {
                    button("Delete", "delete", () => confirmDelete(c.conversationId, m)));
     row.append(actions);
   }
-  if (mine && m.status === "failed") {
-    row.append(button("Retry", "retry", () => ui.client.retry(c.conversationId, m.clientId).catch(() => {})));
-  }
   el.append(row);
 
   const meta = document.createElement("div");
@@ -505,6 +505,10 @@ function updateMessage(el, c, { m, first, seen }) {
     state.dataset.testid = "message-state";
     state.textContent = m.status === "pending" ? "Sending…" : m.status === "failed" ? `Not sent: ${m.error?.message || m.error?.code || "error"}` : "Delivered";
     meta.append(state);
+    if (m.status === "failed") {
+      meta.append(button("Retry", "retry", () => ui.client.retry(c.conversationId, m.clientId).catch(() => {})),
+                  button("Discard", "retry", () => ui.client.discard(c.conversationId, m.clientId)));
+    }
     if (seen) {
       const who = document.createElement("span");
       who.className = "seen";
@@ -543,13 +547,22 @@ function scheduleRead(opened = false) {
   if (opened) ui.openedRead = true;   // kept until the timer runs, whatever reschedules it meanwhile
   clearTimeout(ui.readTimer);
   ui.readTimer = setTimeout(() => {
+    ui.readTimer = null;
     const id = ui.activeId;
     const justOpened = ui.openedRead;
     ui.openedRead = false;
     if (!id || document.visibilityState !== "visible" || !(ui.stickToBottom || justOpened)) return;
     const c = ui.client.state.conversationsById[id];
-    if (c && (c.unread > 0 || (c.reads?.[ui.me] ?? 0) < c.lastSeq)) ui.client.markRead(id).catch(() => {});
+    const seq = newestHeld(id);
+    // Up to the newest message on screen (not lastSeq: one not loaded yet has not been seen).
+    if (c && seq > (c.reads?.[ui.me] ?? 0)) ui.client.markRead(id, seq).catch(() => {});
   }, 300);
+}
+
+function newestHeld(conversationId) {
+  const held = ui.client.state.messages[conversationId] || [];
+  for (let i = held.length - 1; i >= 0; i--) if (held[i].seq !== null) return held[i].seq;
+  return 0;
 }
 
 async function loadOlder() {
