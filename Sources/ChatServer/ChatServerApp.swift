@@ -147,7 +147,7 @@ public final class ChatServerApp {
             signIn = .unconfigured
         }
         do {
-            let app = try WebApp(root: root, signIn: signIn)
+            let app = try WebApp(root: root, signIn: signIn, reloads: config.environment == .development)
             logger.debug("web app loaded", metadata: ["root": "\(root.path)", "files": "\(app.assets.count)"])
             return app
         } catch {

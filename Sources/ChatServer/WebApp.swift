@@ -30,35 +30,71 @@ final class WebApp {
     let signIn: SignIn
     private(set) var assets: [String: Asset] = [:]
 
-    init(root: URL, signIn: SignIn) throws {
+    let root: URL
+    /// Development: files edited while the server runs are served at the next request.
+    let reloads: Bool
+    private var signature: [String: Date] = [:]
+
+    init(root: URL, signIn: SignIn, reloads: Bool = false) throws {
+        self.root = root
         self.signIn = signIn
+        self.reloads = reloads
+        let (table, signature) = try Self.read(root: root, configJSON: Self.configJSON(signIn))
+        assets = table
+        self.signature = signature
+    }
+
+    /// The files of `web/` and the library, by URL path, and their modification times.
+    static func files(root: URL) throws -> [String: URL] {
         let web = root.appendingPathComponent("web")
         var files: [String: URL] = [:]
-        for (relative, url) in try Self.regularFiles(under: web) { files["/" + relative] = url }
+        for (relative, url) in try regularFiles(under: web) { files["/" + relative] = url }
         let library = root.appendingPathComponent("clients/js/chat-client.js")
-        if FileManager.default.isReadableFile(atPath: library.path) { files[Self.libraryPath] = library }
+        if FileManager.default.isReadableFile(atPath: library.path) { files[libraryPath] = library }
         guard files["/index.html"] != nil else { throw WebAppError("\(web.path)/index.html is missing") }
+        return files
+    }
 
+    static func modificationTimes(_ files: [String: URL]) -> [String: Date] {
+        files.mapValues { (try? FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date) ?? .distantPast }
+    }
+
+    static func read(root: URL, configJSON: String) throws -> ([String: Asset], [String: Date]) {
+        let files = try files(root: root)
+        let signature = modificationTimes(files)
+        var assets: [String: Asset] = [:]
         for (path, url) in files where path != "/index.html" {
-            assets[path] = Self.asset(path: path, body: Array(try Data(contentsOf: url)))
+            assets[path] = asset(path: path, body: Array(try Data(contentsOf: url)))
         }
         // index.html names the other files by versioned URLs (long-cached; a change gives a new URL)
         // and carries the sign-in settings in a <meta> (no inline script under the CSP).
         var html = try String(contentsOf: files["/index.html"]!, encoding: .utf8)
-        for (path, asset) in assets where path != Self.libraryPath {   // the library is imported by app.js
+        for (path, asset) in assets where path != libraryPath {   // the library is imported by app.js
             for attribute in ["src", "href"] {
                 html = html.replacingOccurrences(of: "\(attribute)=\"\(path)\"", with: "\(attribute)=\"\(path)?v=\(asset.version)\"")
             }
         }
         html = html.replacingOccurrences(of: "<meta name=\"chat-config\" content=\"\">",
-                                         with: "<meta name=\"chat-config\" content=\"\(Self.attributeEscaped(configJSON))\">")
-        let page = Self.asset(path: "/index.html", body: Array(html.utf8))
+                                         with: "<meta name=\"chat-config\" content=\"\(attributeEscaped(configJSON))\">")
+        let page = asset(path: "/index.html", body: Array(html.utf8))
         assets["/index.html"] = page
         assets["/"] = page
+        return (assets, signature)
+    }
+
+    /// Development only: reads the files again when one was added, removed or changed (a directory
+    /// walk and a few stats per request); a broken edit keeps the last good table.
+    private func reloadIfChanged() {
+        guard reloads, let files = try? Self.files(root: root), Self.modificationTimes(files) != signature,
+              let (table, signature) = try? Self.read(root: root, configJSON: configJSON) else { return }
+        assets = table
+        self.signature = signature
     }
 
     /// What the page reads from `<meta name="chat-config">`.
-    var configJSON: String {
+    var configJSON: String { Self.configJSON(signIn) }
+
+    static func configJSON(_ signIn: SignIn) -> String {
         var fields: [String: String] = ["webSocketPath": "/ws"]
         switch signIn {
         case .clerk(let key, let host):
@@ -74,6 +110,7 @@ final class WebApp {
 
     /// `GET` of a known file: 200 (or 304 for a matching If-None-Match); nil: not one of the app's paths.
     func action(_ head: HTTPRequestHead) -> HTTPAction? {
+        reloadIfChanged()
         guard let asset = assets[head.path] else { return nil }
         guard head.method == .get else {
             var response = HTTPResponse.json(405, ["error": "method not allowed", "allow": "GET"])

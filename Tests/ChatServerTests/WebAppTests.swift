@@ -2,6 +2,7 @@
 import ClerkAuth
 import Foundation
 import Testing
+import WebSocketServer
 
 /// The web app's file table and policy, and when the development sign-in route exists
 /// (tests/test_web.py and tests/test_browser.py check the same through HTTP and a browser).
@@ -61,6 +62,26 @@ import Testing
         #expect(html.contains(#"href="/other""#))
         #expect(html.contains(#"content="{&quot;signIn&quot;:&quot;development&quot;,&quot;webSocketPath&quot;:&quot;/ws&quot;}""#))
         #expect(app.assets["/img/logo.svg"]!.contentType == "image/svg+xml")
+    }
+
+    @Test func inDevelopmentEditsAreServedWithoutARestart() throws {
+        let root = try temporaryDirectory()
+        let web = root.appendingPathComponent("web")
+        try FileManager.default.createDirectory(at: web, withIntermediateDirectories: true)
+        try #"<link href="/app.css">"#.write(to: web.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
+        try "a{}".write(to: web.appendingPathComponent("app.css"), atomically: true, encoding: .utf8)
+        let live = try WebApp(root: root, signIn: .development, reloads: true)
+        let fixed = try WebApp(root: root, signIn: .development, reloads: false)
+        let old = live.assets["/app.css"]!.version
+        try "b{}".write(to: web.appendingPathComponent("app.css"), atomically: true, encoding: .utf8)
+        try "x".write(to: web.appendingPathComponent("new.js"), atomically: true, encoding: .utf8)
+        let head = HTTPRequestHead(method: .get, path: "/app.css", query: nil) { _ in nil }
+        _ = live.action(head)
+        _ = fixed.action(head)
+        #expect(live.assets["/app.css"]!.body == Array("b{}".utf8) && live.assets["/new.js"] != nil)
+        #expect(String(decoding: live.assets["/"]!.body, as: UTF8.self).contains("?v=\(live.assets["/app.css"]!.version)"))
+        #expect(live.assets["/app.css"]!.version != old)
+        #expect(fixed.assets["/app.css"]!.body == Array("a{}".utf8) && fixed.assets["/new.js"] == nil)
     }
 
     @Test func policyAllowsClerkOnlyInClerkMode() throws {
