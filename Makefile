@@ -3,7 +3,7 @@
 # make test  - the same set-up, a throwaway database on a free port, the whole test suite.
 SHELL := /bin/bash
 VENV := .venv
-SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv chromium
+SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv nodejs node-typescript chromium
 
 .PHONY: run test bench build deps system-deps venv clean
 

@@ -283,7 +283,9 @@ export interface ChatClientOptions {
   refreshMarginMs?: number;
   /** Send a `ping` after this long without any frame from the server, and drop the connection if nothing comes back within as long again. Default 25000; 0 disables. */
   heartbeatMs?: number;
-  /** Page size of history loads and sync. Default 50. */
+  /** Outgoing frames per second and burst, kept under the server's WS_RATE_LIMIT/WS_RATE_BURST (50, 100) so that bursts queue in the client instead of being dropped. Default 40 and 80. */
+  rateLimit?: { perSecond?: number; burst?: number };
+  /** Page size (1-200) of history loads, `sync` and `conversations.list`. Default 50. */
   pageSize?: number;
   /** How long "typing" shows for a user when the server gives no expiry. Default 5000. */
   typingTimeoutMs?: number;
@@ -344,7 +346,7 @@ export interface ChatClient {
   sendTyping(conversationId: string): Promise<{ sent: boolean }>;
 
   // History
-  /** Loads the newest page into state if none is held yet (and nothing when it is); resolves with the messages held. */
+  /** Loads a page into state unless one is held already (a conversation never opened may hold a few live messages only); resolves with the messages held. */
   openConversation(conversationId: string): Promise<ChatMessage[]>;
   /** Loads the page before the oldest held message into state; resolves with the page (hasMore: older exist). */
   loadOlder(conversationId: string, limit?: number): Promise<HistoryPage>;
