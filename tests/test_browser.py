@@ -330,7 +330,7 @@ def test_with_a_publishable_key_the_page_signs_in_through_clerk_under_the_policy
     origin = f"http://127.0.0.1:{port}"
     # CLERK_JWT_KEY verifies without the network; CLIENT_URL is the app's origin, the tokens' azp.
     server = Server(mongo_uri, env={**issuer.env(), "CLERK_PUBLISHABLE_KEY": publishable_key(host), "PORT": str(port),
-                                    "CLIENT_URL": origin, "WEB_ROOT": os.environ.get("TMP_WEB_ROOT", str(ROOT))})
+                                    "CLIENT_URL": origin, "WEB_ROOT": str(ROOT)})
     context = browser.new_context(viewport=LAPTOP)
     try:
         page = context.new_page()

@@ -3,7 +3,6 @@ the app's files, and the development sign-in route that exists only with the loc
 (tests/test_browser.py drives the app itself in Chromium.)"""
 import base64
 import json
-import os
 import re
 import subprocess
 import urllib.error
@@ -24,7 +23,7 @@ def dev_keys(tmp_path):
 
 def dev_env(tmp_path, **more):
     directory, public = dev_keys(tmp_path)
-    return {"CLERK_JWT_KEY": public, "DEV_KEYS_DIR": directory, "WEB_ROOT": os.environ.get("TMP_WEB_ROOT", str(ROOT)), **more}
+    return {"CLERK_JWT_KEY": public, "DEV_KEYS_DIR": directory, "WEB_ROOT": str(ROOT), **more}
 
 
 def get(server, path, headers=None, method="GET", body=None):
