@@ -213,6 +213,8 @@ def test_a_server_restart_mid_chat_shows_the_banner_and_loses_or_doubles_nothing
     assert len(stored) == 1, stored
     texts = [m["text"] for m in restarted.db.messages.find({"conversationId": "dm:alice:bob"}).sort("seq", 1)]
     assert texts == ["Before the restart", "Typed during the outage", "After the restart"]
+    # Receipts work on the new connections too: Bob, looking at the conversation, has read it all.
+    expect(alice.message("After the restart").get_by_test_id("seen-by")).to_have_text("Seen", timeout=WAIT)
     alice.shot("09-recovered")
     bob.shot("09-recovered")
     console_clean(alice, bob)
