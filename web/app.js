@@ -784,7 +784,7 @@ function wireEvents() {
 boot().catch((error) => {
   console.error(error);
   $("signin").hidden = false;
-  $("dev-error").textContent = error.message;
-  $("dev-error").hidden = false;
-  $("dev-signin").hidden = false;
+  $("app").hidden = true;
+  $("boot-error").textContent = `Sign-in could not start: ${error.message}. Reload to try again.`;
+  $("boot-error").hidden = false;
 });
