@@ -37,7 +37,7 @@ def browser():
 class Person:
     """One person in a browser context of their own (own storage, own sockets)."""
 
-    def __init__(self, browser, server, name, viewport=LAPTOP):
+    def __init__(self, browser, server, name, viewport=LAPTOP, shoot_sign_in=False):
         self.name = name
         self.context = browser.new_context(viewport=viewport, device_scale_factor=1)
         self.page = self.context.new_page()
@@ -45,6 +45,9 @@ class Person:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.goto(server.base + "/")
+        if shoot_sign_in:
+            expect(self.page.get_by_label("Sign in as")).to_be_visible(timeout=WAIT)
+            self.page.screenshot(path=str(ARTIFACTS / "00-sign-in.png"))
         self.page.get_by_label("Sign in as").fill(name)
         self.page.get_by_role("button", name="Continue").click()
         expect(self.page.locator("#app")).to_be_visible(timeout=WAIT)
@@ -93,7 +96,7 @@ def web_server(mongo_uri, tmp_path):
 
 def test_two_people_chat_live_with_unread_typing_receipts_edits_and_presence(browser, web_server):
     server = web_server["server"]
-    alice = Person(browser, server, "alice")
+    alice = Person(browser, server, "alice", shoot_sign_in=True)
     bob = Person(browser, server, "bob")
     alice.shot("01-signed-in")
 
@@ -356,6 +359,25 @@ def test_with_a_publishable_key_the_page_signs_in_through_clerk_under_the_policy
             page.evaluate("""() => { const s = document.createElement('script'); s.src = 'https://cdn.example.net/x.js';
                                      document.head.append(s); }""")
         page.screenshot(path=str(ARTIFACTS / "11-clerk-mode.png"))
+    finally:
+        context.close()
+        server.stop()
+
+
+def test_when_clerk_cannot_be_reached_the_page_says_so(browser, mongo_uri):
+    from jwt_keys import Issuer
+    from test_web import publishable_key
+
+    host = "example.clerk.accounts.dev"
+    server = Server(mongo_uri, env={**Issuer().env(), "CLERK_PUBLISHABLE_KEY": publishable_key(host), "WEB_ROOT": str(ROOT)})
+    context = browser.new_context(viewport=PHONE)
+    try:
+        context.route(f"https://{host}/**", lambda route: route.abort("internetdisconnected"))
+        page = context.new_page()
+        page.goto(server.base + "/")
+        expect(page.get_by_role("alert").filter(has_text="Sign-in could not start")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_label("Sign in as")).to_be_hidden()   # no development sign-in offered instead
+        page.screenshot(path=str(ARTIFACTS / "12-clerk-unreachable.png"))
     finally:
         context.close()
         server.stop()

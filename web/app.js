@@ -29,7 +29,7 @@ function loadScript(src, attributes) {
     script.src = src;
     script.async = true;
     script.onload = resolve;
-    script.onerror = () => reject(new Error(`could not load ${src}`));
+    script.onerror = () => reject(new Error(`could not load ${new URL(src).host}`));
     document.head.append(script);
   });
 }
