@@ -83,6 +83,17 @@ def test_the_page_and_its_files_have_types_caching_and_a_strict_policy(mongo_uri
         status, h, body = get(server, "/lib/chat-client.js")
         assert status == 200 and h["content-type"] == "text/javascript; charset=utf-8" and b"export function createChatClient" in body
         assert get(server, "/app.js", method="POST", body=b"")[0] == 405
+
+        # HEAD: the headers GET would send, no body, and the connection goes on.
+        import http.client
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("HEAD", "/")
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b"" and int(head.getheader("content-length")) == len(html)
+        assert head.getheader("etag") == headers["etag"] and "content-security-policy" in {k.lower() for k in head.headers}
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read() == b'{"status":"ok"}'
+        connection.close()
     finally:
         server.stop()
 

@@ -112,9 +112,9 @@ final class WebApp {
     func action(_ head: HTTPRequestHead) -> HTTPAction? {
         reloadIfChanged()
         guard let asset = assets[head.path] else { return nil }
-        guard head.method == .get else {
-            var response = HTTPResponse.json(405, ["error": "method not allowed", "allow": "GET"])
-            response.headers.append(("allow", "GET"))
+        guard head.method == .get || head.method == .head else {
+            var response = HTTPResponse.json(405, ["error": "method not allowed", "allow": "GET, HEAD"])
+            response.headers.append(("allow", "GET, HEAD"))
             return .respond(response)
         }
         let versioned = (head.query ?? "").split(separator: "&").contains { $0 == "v=\(asset.version)" }
@@ -132,7 +132,9 @@ final class WebApp {
         if let match = head.header("if-none-match"), Self.matches(match, etag: asset.etag) {
             return .respond(HTTPResponse(status: 304, contentType: asset.contentType, headers: headers, body: []))
         }
-        return .respond(HTTPResponse(status: 200, contentType: asset.contentType, headers: headers, body: asset.body))
+        var response = HTTPResponse(status: 200, contentType: asset.contentType, headers: headers, body: asset.body)
+        response.headersOnly = head.method == .head
+        return .respond(response)
     }
 
     /// No inline script or style, nothing from elsewhere but Clerk (in Clerk mode, what Clerk's

@@ -66,7 +66,7 @@ final class HTTPExchange {
             metrics.httpRequest(route: routeLabel, status: response.status)
             if failed != 0 { return -1 }
             state = .responding(response, headersWritten: true)
-            if !response.body.isEmpty {
+            if !response.body.isEmpty && !response.headersOnly {
                 lws_callback_on_writable(wsi)
                 return 0
             }
