@@ -309,3 +309,20 @@ test("the token is refreshed before it expires, on the same connection", async (
   assert.equal(alice.state.connection.connectionId, connectionId, "no reconnect");
   assert.ok(alice.tokens.calls >= 2);
 });
+
+test("a refused handshake (HTTP 403, as from a draining server) is retried with backoff, then connects", async () => {
+  const http = await import("node:http");
+  const port = await freePort();
+  const refusing = http.createServer((req, res) => { res.writeHead(403, { connection: "close" }); res.end(); });
+  await new Promise((r) => refusing.listen(port, "127.0.0.1", r));
+  // A minute of connect timeout: only the failed handshake itself can end each attempt in time.
+  const alice = makeClient(`ws://127.0.0.1:${port}/ws`, uid("alice"), { connectTimeoutMs: 60000 });
+  const connected = alice.connect();
+  await until(() => alice.state.connection.attempt >= 3, "three failed attempts");
+  assert.equal(alice.state.connection.status === "open", false);
+  assert.equal(alice.state.connection.lastCloseCode, 1006);
+  await new Promise((r) => { refusing.close(r); refusing.closeAllConnections(); });
+  await startServer({ port });
+  await connected;
+  assert.equal(alice.state.connection.status, "open");
+});
