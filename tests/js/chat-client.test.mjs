@@ -326,3 +326,51 @@ test("a refused handshake (HTTP 403, as from a draining server) is retried with 
   await connected;
   assert.equal(alice.state.connection.status, "open");
 });
+
+test("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops", async () => {
+  const server = await startServer();
+  const user = uid("alice");
+  // Expired first (the server closes 4004), then valid.
+  const asked = [];
+  const expiring = createChatClient({
+    url: server.url, backoff: { initialMs: 200, maxMs: 2000 },
+    getToken: async (options) => { asked.push(options ?? null); return issuer.token(user, { ttl: asked.length === 1 ? -60 : 60 }); },
+  });
+  cleanups.push(async () => expiring.close());
+  await expiring.connect();
+  assert.equal(expiring.state.connection.lastCloseCode, 4004);
+  assert.deepEqual(asked, [null, { skipCache: true }], "the second token was asked for past Clerk's cache");
+
+  // Signed by a key the server does not trust: 4003, one more try with a new token, then stop.
+  const stranger = new Issuer();
+  const refusedAsks = [];
+  const refused = createChatClient({
+    url: server.url, backoff: { initialMs: 200, maxMs: 2000 },
+    getToken: async (options) => { refusedAsks.push(options ?? null); return stranger.token(user); },
+  });
+  cleanups.push(async () => refused.close());
+  await assert.rejects(refused.connect(), { code: "token_refused" });
+  assert.equal(refused.state.connection.status, "closed");
+  assert.equal(refused.state.connection.lastCloseCode, 4003);
+  assert.deepEqual(refusedAsks, [null, { skipCache: true }]);
+  await sleep(1500);
+  assert.equal(refusedAsks.length, 2, "no third attempt");
+});
+
+test("typing shows for expiresInMs and then goes by itself", async () => {
+  const server = await startServer();
+  const alice = makeClient(server.url, uid("alice"));
+  const bob = makeClient(server.url, uid("bob"));
+  await Promise.all([alice.connect(), bob.connect()]);
+  const { conversationId: id } = await alice.openDirect(bob.user);
+  await until(() => bob.state.conversationsById[id], "bob knows the conversation");
+  const seen = [];
+  alice.on("typing", (t) => seen.push(t));
+  await bob.sendTyping(id);
+  await until(() => alice.state.typing[id]?.length === 1, "alice sees bob typing");
+  assert.equal(seen[0].expiresInMs, 5000);
+  const { expiresAt } = alice.state.typing[id][0];
+  await until(() => !alice.state.typing[id], "the indicator expires", 15000);
+  assert.ok(Date.now() >= expiresAt, "not before its expiry");
+  assert.equal(bob.state.typing[id], undefined, "the typer sees no indicator of himself");
+});
