@@ -279,7 +279,9 @@ export function createChatClient(options) {
       rec.meta = { ...rec.meta, lastSeq: m.seq, updatedAt: m.createdAt > rec.meta.updatedAt ? m.createdAt : rec.meta.updatedAt };
       if (m.senderId !== me && !msg.deleted && m.seq > myRead(rec)) rec.unread += 1;
       touchConv(rec);
-    } else if (change === "deleted" && (!existing || !existing.deleted) && m.senderId !== me && m.seq > myRead(rec) && rec.unread > 0) {
+    } else if (msg.deleted && msg !== existing && (existing ? !existing.deleted : change === "deleted")
+               && m.senderId !== me && m.seq > myRead(rec) && rec.unread > 0) {
+      // Deleted messages are not unread (protocol README, "Read state").
       rec.unread -= 1;
       touchConv(rec);
     }
@@ -313,7 +315,8 @@ export function createChatClient(options) {
   function recountUnread(rec) {
     const read = myRead(rec), last = rec.meta.lastSeq, me = conn.userId;
     let n = 0;
-    if (read < last) {
+    if (read < last && last - read > 10000) n = Math.min(rec.unread, last - read);
+    else if (read < last) {
       const b = boxes.get(rec.meta.conversationId);
       let missing = 0, counted = 0;
       for (let s = read + 1; s <= last; s++) {

@@ -309,3 +309,68 @@ test("the token is refreshed before it expires, on the same connection", async (
   assert.equal(alice.state.connection.connectionId, connectionId, "no reconnect");
   assert.ok(alice.tokens.calls >= 2);
 });
+
+test("a refused handshake (HTTP 403, as from a draining server) is retried with backoff, then connects", async () => {
+  const http = await import("node:http");
+  const port = await freePort();
+  const refusing = http.createServer((req, res) => { res.writeHead(403, { connection: "close" }); res.end(); });
+  await new Promise((r) => refusing.listen(port, "127.0.0.1", r));
+  // A minute of connect timeout: only the failed handshake itself can end each attempt in time.
+  const alice = makeClient(`ws://127.0.0.1:${port}/ws`, uid("alice"), { connectTimeoutMs: 60000 });
+  const connected = alice.connect();
+  await until(() => alice.state.connection.attempt >= 3, "three failed attempts");
+  assert.equal(alice.state.connection.status === "open", false);
+  assert.equal(alice.state.connection.lastCloseCode, 1006);
+  await new Promise((r) => { refusing.close(r); refusing.closeAllConnections(); });
+  await startServer({ port });
+  await connected;
+  assert.equal(alice.state.connection.status, "open");
+});
+
+test("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops", async () => {
+  const server = await startServer();
+  const user = uid("alice");
+  // Expired first (the server closes 4004), then valid.
+  const asked = [];
+  const expiring = createChatClient({
+    url: server.url, backoff: { initialMs: 200, maxMs: 2000 },
+    getToken: async (options) => { asked.push(options ?? null); return issuer.token(user, { ttl: asked.length === 1 ? -60 : 60 }); },
+  });
+  cleanups.push(async () => expiring.close());
+  await expiring.connect();
+  assert.equal(expiring.state.connection.lastCloseCode, 4004);
+  assert.deepEqual(asked, [null, { skipCache: true }], "the second token was asked for past Clerk's cache");
+
+  // Signed by a key the server does not trust: 4003, one more try with a new token, then stop.
+  const stranger = new Issuer();
+  const refusedAsks = [];
+  const refused = createChatClient({
+    url: server.url, backoff: { initialMs: 200, maxMs: 2000 },
+    getToken: async (options) => { refusedAsks.push(options ?? null); return stranger.token(user); },
+  });
+  cleanups.push(async () => refused.close());
+  await assert.rejects(refused.connect(), { code: "token_refused" });
+  assert.equal(refused.state.connection.status, "closed");
+  assert.equal(refused.state.connection.lastCloseCode, 4003);
+  assert.deepEqual(refusedAsks, [null, { skipCache: true }]);
+  await sleep(1500);
+  assert.equal(refusedAsks.length, 2, "no third attempt");
+});
+
+test("typing shows for expiresInMs and then goes by itself", async () => {
+  const server = await startServer();
+  const alice = makeClient(server.url, uid("alice"));
+  const bob = makeClient(server.url, uid("bob"));
+  await Promise.all([alice.connect(), bob.connect()]);
+  const { conversationId: id } = await alice.openDirect(bob.user);
+  await until(() => bob.state.conversationsById[id], "bob knows the conversation");
+  const seen = [];
+  alice.on("typing", (t) => seen.push(t));
+  await bob.sendTyping(id);
+  await until(() => alice.state.typing[id]?.length === 1, "alice sees bob typing");
+  assert.equal(seen[0].expiresInMs, 5000);
+  const { expiresAt } = alice.state.typing[id][0];
+  await until(() => !alice.state.typing[id], "the indicator expires", 15000);
+  assert.ok(Date.now() >= expiresAt, "not before its expiry");
+  assert.equal(bob.state.typing[id], undefined, "the typer sees no indicator of himself");
+});
