@@ -44,6 +44,7 @@ def pytest_runtest_makereport(item, call):
     # A failed test shows what its servers logged: a presence or delivery failure is read there.
     outcome = yield
     report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)   # fixtures can see how the test went (browser screenshots)
     if report.when == "call" and report.failed:
         for n, server in enumerate(_servers_this_test):
             report.sections.append((f"chat-server {n} log (last 150 lines)", "\n".join(server.lines[-150:])))

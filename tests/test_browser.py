@@ -34,6 +34,23 @@ def browser():
         b.close()
 
 
+_people = []
+
+
+@pytest.fixture(autouse=True)
+def shots_of_a_failure(request):
+    # A failed step leaves what each open page showed at that moment.
+    _people.clear()
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for person in _people:
+            try:
+                person.page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name[:60]}-{person.name}.png"))
+            except Exception:
+                pass   # that page was closed already
+
+
 class Person:
     """One person in a browser context of their own (own storage, own sockets)."""
 
@@ -41,6 +58,7 @@ class Person:
         self.name = name
         self.context = browser.new_context(viewport=viewport, device_scale_factor=1)
         self.page = self.context.new_page()
+        _people.append(self)
         self.errors = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
