@@ -1,6 +1,6 @@
 // clients/js/chat-client.js against a real chat-server and the embedded MongoDB (see harness.mjs).
 // Run: node --experimental-websocket --test tests/js/   (scripts/test.sh does, in `make test`)
-import { test, beforeEach, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createChatClient } from "../../clients/js/chat-client.js";
@@ -12,14 +12,34 @@ const issuer = new Issuer();
 let mongo;
 let cleanups = [];
 
-// An embedded MongoDB per test, and each test's clients and servers end with it: one database shared by
-// the run piles up change streams, and a wedged one (SecantusDB can wedge) would fail every later test.
-beforeEach(async () => { mongo = await new Mongo().start(); });
-afterEach(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch(() => {});
-  cleanups = [];
-  await mongo?.stop();
-});
+/**
+ * A test on an embedded MongoDB of its own; its clients and servers end with it (one database shared by
+ * the run piles up change streams). Each attempt is bounded. SecantusDB 0.7.0b3 can wedge (a thread
+ * spinning under its global lock): a failed attempt whose database no longer takes a write runs once
+ * more on a fresh one, and says so; any other failure fails the test at once.
+ */
+function chatTest(name, fn, { limitMs = 120000 } = {}) {
+  test(name, { timeout: 2 * limitMs + 60000 }, async (t) => {
+    for (let attempt = 1; ; attempt++) {
+      mongo = await new Mongo().start();
+      let wedged = false;
+      try {
+        let timer;
+        const deadline = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no result in ${limitMs} ms`)), limitMs); });
+        try { await Promise.race([fn(t), deadline]); } finally { clearTimeout(timer); }
+        return;
+      } catch (e) {
+        wedged = !(await mongo.answers());
+        if (!wedged || attempt >= 2) throw e;
+        t.diagnostic(`the embedded MongoDB stopped answering (${e.message}): running again on a fresh one`);
+      } finally {
+        for (const fn of cleanups.reverse()) await fn().catch(() => {});
+        cleanups = [];
+        await mongo.stop();
+      }
+    }
+  });
+}
 
 async function startServer(opts) {
   const s = await new Server(mongo, issuer, opts).start();
@@ -66,7 +86,7 @@ async function serverHistory(url, user, conversationId) {
   return all;
 }
 
-test("two clients chat: direct conversation, ack, unread, read receipts, typing, edit, delete, presence", async () => {
+chatTest("two clients chat: direct conversation, ack, unread, read receipts, typing, edit, delete, presence", async () => {
   const server = await startServer();
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"));
@@ -141,7 +161,7 @@ test("two clients chat: direct conversation, ack, unread, read receipts, typing,
   assert.ok(presenceEvents.some((p) => p.userId === bob.user && !p.isOnline));
 });
 
-test("a server restart mid-conversation loses and doubles nothing; presence is watched again", async () => {
+chatTest("a server restart mid-conversation loses and doubles nothing; presence is watched again", async () => {
   const server = await startServer({ port: await freePort() });
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"));
@@ -188,7 +208,7 @@ test("a server restart mid-conversation loses and doubles nothing; presence is w
   await until(() => alice.state.presence[bob.user]?.isOnline === false, "alice sees bob offline after the restart");
 });
 
-test("a send while disconnected stays pending and is stored once after the reconnect", async () => {
+chatTest("a send while disconnected stays pending and is stored once after the reconnect", async () => {
   const server = await startServer({ port: await freePort() });
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"));
@@ -219,7 +239,7 @@ test("a send while disconnected stays pending and is stored once after the recon
   assert.equal(alice.state.messages[id].length, 1);
 });
 
-test("an ack lost with the connection: the resend with the same clientId is stored once", async () => {
+chatTest("an ack lost with the connection: the resend with the same clientId is stored once", async () => {
   const server = await startServer();
   const relay = await new Relay(server.port).start();
   cleanups.push(() => relay.stop());
@@ -245,7 +265,7 @@ test("an ack lost with the connection: the resend with the same clientId is stor
   assert.equal(stored.length, 1);
 });
 
-test("catching up after being away: list with next, sync, history after, removed groups dropped", async () => {
+chatTest("catching up after being away: list with next, sync, history after, removed groups dropped", async () => {
   const server = await startServer();
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"), { pageSize: 20 });
@@ -278,7 +298,7 @@ test("catching up after being away: list with next, sync, history after, removed
   assert.equal(bob.state.conversationsById[id].unread, 0);
 });
 
-test("4005 (session ended) stops reconnecting", async () => {
+chatTest("4005 (session ended) stops reconnecting", async () => {
   const server = await startServer();
   const event = fixture("session.ended.json");
   const user = event.data.user_id;
@@ -298,7 +318,7 @@ test("4005 (session ended) stops reconnecting", async () => {
   await assert.rejects(alice.openDirect("user_x"), { code: "closed" });
 });
 
-test("the token is refreshed before it expires, on the same connection", async () => {
+chatTest("the token is refreshed before it expires, on the same connection", async () => {
   const server = await startServer();
   const alice = makeClient(server.url, uid("alice"), { ttl: 20, refreshMarginMs: 17000 });
   await alice.connect();
@@ -310,7 +330,7 @@ test("the token is refreshed before it expires, on the same connection", async (
   assert.ok(alice.tokens.calls >= 2);
 });
 
-test("a refused handshake (HTTP 403, as from a draining server) is retried with backoff, then connects", async () => {
+chatTest("a refused handshake (HTTP 403, as from a draining server) is retried with backoff, then connects", async () => {
   const http = await import("node:http");
   const port = await freePort();
   const refusing = http.createServer((req, res) => { res.writeHead(403, { connection: "close" }); res.end(); });
@@ -327,7 +347,7 @@ test("a refused handshake (HTTP 403, as from a draining server) is retried with 
   assert.equal(alice.state.connection.status, "open");
 });
 
-test("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops", async () => {
+chatTest("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops", async () => {
   const server = await startServer();
   const user = uid("alice");
   // Expired first (the server closes 4004), then valid.
@@ -357,7 +377,7 @@ test("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (ref
   assert.equal(refusedAsks.length, 2, "no third attempt");
 });
 
-test("typing shows for expiresInMs and then goes by itself", async () => {
+chatTest("typing shows for expiresInMs and then goes by itself", async () => {
   const server = await startServer();
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"));
