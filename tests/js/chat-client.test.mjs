@@ -265,13 +265,13 @@ chatTest("an ack lost with the connection: the resend with the same clientId is 
   assert.equal(stored.length, 1);
 });
 
-chatTest("catching up after being away: list with next, sync, history after, removed groups dropped", async () => {
+chatTest("catching up after being away: list with next, sync, history after, edits to held messages, removed groups dropped", async () => {
   const server = await startServer();
   const alice = makeClient(server.url, uid("alice"));
   const bob = makeClient(server.url, uid("bob"), { pageSize: 20 });
   await Promise.all([alice.connect(), bob.connect()]);
   const { conversationId: id } = await alice.openDirect(bob.user);
-  await alice.send(id, "first");
+  const first = await alice.send(id, "first");
   const group = await alice.createGroup("Launch team", [bob.user]);
   await until(() => bob.state.messages[id]?.length === 1 && bob.state.conversationsById[group.conversationId], "bob has both");
   await bob.markRead(id);
@@ -283,6 +283,7 @@ chatTest("catching up after being away: list with next, sync, history after, rem
   for (let i = 0; i < 60; i++) sends.push(alice.send(id, `m${i + 2}`));
   await Promise.all(sends);
   await alice.removeMember(group.conversationId, bob.user);
+  await alice.editMessage(id, first.messageId, "first (edited)"); // a message bob already holds
   const groups = [];
   for (let i = 0; i < 25; i++) groups.push(alice.createGroup(`g${i}`, [bob.user]));
   await Promise.all(groups);
@@ -291,6 +292,7 @@ chatTest("catching up after being away: list with next, sync, history after, rem
   await until(() => bob.state.connection.syncing === false && sentSeqs(bob, id).length === 61, "bob caught up", 60000);
   assert.deepEqual(sentSeqs(bob, id), Array.from({ length: 61 }, (_, i) => i + 1));
   assert.equal(texts(bob, id).at(-1), "m61");
+  await until(() => texts(bob, id)[0] === "first (edited)", "the edit made while away reaches bob's copy");
   assert.equal(bob.state.conversationsById[id].unread, 60);
   assert.equal(bob.state.conversationsById[group.conversationId], undefined, "the group he was removed from is gone");
   assert.equal(bob.state.conversations.length, 26, "every page of conversations.list");
@@ -393,4 +395,25 @@ chatTest("typing shows for expiresInMs and then goes by itself", async () => {
   await until(() => !alice.state.typing[id], "the indicator expires", 15000);
   assert.ok(Date.now() >= expiresAt, "not before its expiry");
   assert.equal(bob.state.typing[id], undefined, "the typer sees no indicator of himself");
+});
+
+chatTest("a connection that goes silent (network stalled) is dropped by the heartbeat and replaced; sends get through", async () => {
+  const server = await startServer();
+  const relay = await new Relay(server.port).start();
+  cleanups.push(() => relay.stop());
+  const alice = makeClient(relay.url, uid("alice"), { heartbeatMs: 1500 });
+  const bob = makeClient(server.url, uid("bob"));
+  await Promise.all([alice.connect(), bob.connect()]);
+  const { conversationId: id } = await alice.openDirect(bob.user);
+  await until(() => bob.state.conversationsById[id], "bob knows the conversation");
+  const stalled = alice.state.connection.connectionId;
+  relay.hold(); // no close, no error: only silence
+  const sending = alice.send(id, "through the stall");
+  await until(() => alice.state.connection.status === "open" && alice.state.connection.connectionId !== stalled, "a new connection", 20000);
+  const ack = await sending;
+  assert.equal(ack.seq, 1);
+  assert.equal(alice.state.connection.lastCloseCode, 1006);
+  await until(() => bob.state.messages[id]?.length === 1, "bob gets it once");
+  const stored = await serverHistory(server.url, bob.user, id);
+  assert.deepEqual(stored.map((m) => m.text), ["through the stall"]);
 });

@@ -182,22 +182,21 @@ export function fixture(name) {
 }
 
 /**
- * A TCP relay in front of a server: `hold()` stops passing the server's bytes on to clients (they are
- * dropped, as on a stalled network), `cut()` drops every connection without a close frame (1006).
+ * A TCP relay in front of a server: `hold()` stops passing the server's bytes on to the clients connected
+ * now (they are dropped, as on a stalled network), `cut()` drops every connection without a close frame.
  */
 export class Relay {
   constructor(targetPort) {
     this.targetPort = targetPort;
     this.pairs = new Set();
-    this.holding = false;
   }
   async start() {
     this.server = net.createServer((client) => {
       const upstream = net.connect(this.targetPort, "127.0.0.1");
-      const pair = { client, upstream };
+      const pair = { client, upstream, held: false };
       this.pairs.add(pair);
       client.on("data", (d) => upstream.write(d));
-      upstream.on("data", (d) => { if (!this.holding) client.write(d); });
+      upstream.on("data", (d) => { if (!pair.held) client.write(d); });
       const end = () => { client.destroy(); upstream.destroy(); this.pairs.delete(pair); };
       client.on("error", end); upstream.on("error", end); client.on("close", end); upstream.on("close", end);
     });
@@ -206,9 +205,9 @@ export class Relay {
     return this;
   }
   get url() { return `ws://127.0.0.1:${this.port}/ws`; }
-  hold() { this.holding = true; }
+  /** From now on the server's bytes on the connections open now go nowhere (new connections pass). */
+  hold() { for (const pair of this.pairs) pair.held = true; }
   cut() {
-    this.holding = false;
     for (const { client, upstream } of this.pairs) { client.resetAndDestroy?.() ?? client.destroy(); upstream.destroy(); }
     this.pairs.clear();
   }
