@@ -417,7 +417,12 @@ export function createChatClient(options) {
     setConn({ status: "connecting", retryAt: null });
     let token;
     try {
-      token = await options.getToken(skipCacheNext ? { skipCache: true } : undefined);
+      // Bounded: a getToken() that never settles (Clerk unreachable) must not stall reconnecting.
+      let timer;
+      token = await Promise.race([
+        options.getToken(skipCacheNext ? { skipCache: true } : undefined),
+        new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no token in ${connectTimeoutMs} ms`)), connectTimeoutMs); }),
+      ]).finally(() => clearTimeout(timer));
     } catch (e) {
       if (gen !== generation || !wanted) return;
       log("warn", "getToken failed", e);
@@ -478,7 +483,10 @@ export function createChatClient(options) {
     generation++; // late events of this socket are ignored from now on
     const sock = ws;
     ws = null;
-    if (sock) sock.onopen = sock.onmessage = sock.onclose = sock.onerror = null;
+    if (sock) {
+      sock.onopen = sock.onmessage = sock.onclose = sock.onerror = null;
+      if (sock.readyState === 0) try { sock.close(); } catch { /* a failed handshake may not close */ }
+    }
     const wasUp = conn.status === "open";
     const upFor = wasUp ? Date.now() - openedAt : 0;
     clearTimers();

@@ -349,7 +349,7 @@ chatTest("a refused handshake (HTTP 403, as from a draining server) is retried w
   assert.equal(alice.state.connection.status, "open");
 });
 
-chatTest("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops", async () => {
+chatTest("tokens: 4004 (expired) reconnects with a fresh token; 4003 twice (refused) stops; a getToken() that hangs is retried", async () => {
   const server = await startServer();
   const user = uid("alice");
   // Expired first (the server closes 4004), then valid.
@@ -377,6 +377,17 @@ chatTest("close codes: 4004 (expired) reconnects with a fresh token; 4003 twice 
   assert.deepEqual(refusedAsks, [null, { skipCache: true }]);
   await sleep(1500);
   assert.equal(refusedAsks.length, 2, "no third attempt");
+
+  // A getToken() that never settles (Clerk unreachable) is given up on, and the next attempt connects.
+  let asks = 0;
+  const stuck = createChatClient({
+    url: server.url, backoff: { initialMs: 200, maxMs: 2000 }, connectTimeoutMs: 1500,
+    getToken: () => (++asks === 1 ? new Promise(() => {}) : Promise.resolve(issuer.token(user))),
+  });
+  cleanups.push(async () => stuck.close());
+  await stuck.connect();
+  assert.equal(asks, 2);
+  assert.equal(stuck.state.connection.status, "open");
 });
 
 chatTest("typing shows for expiresInMs and then goes by itself", async () => {
