@@ -190,8 +190,9 @@ export interface ChatState {
  * `not_found`, `invalid_message`, `token_invalid`, ...) or one of the client's own:
  * `timeout` (no reply in time), `disconnected` (the connection dropped before the reply; the
  * request may or may not have happened), `closed` (close() was called or the client stopped),
- * `no_token` (getToken() gave no token: signed out), `session_ended` (4005), `user_deleted` (4006),
- * `origin_refused` (4010), `token_refused` (4003 twice).
+ * `no_token` (getToken() gave no token: signed out), `token_unavailable` (getToken() threw; retried with
+ * backoff), `session_ended` (4005), `user_deleted` (4006), `origin_refused` (4010), `token_refused`
+ * (4003 twice), `no_websocket` / `bad_url` (set-up), `discarded` (discard() of a pending send).
  */
 export interface ChatError extends Error {
   code: string;

@@ -417,7 +417,12 @@ export function createChatClient(options) {
     setConn({ status: "connecting", retryAt: null });
     let token;
     try {
-      token = await options.getToken(skipCacheNext ? { skipCache: true } : undefined);
+      // Bounded: a getToken() that never settles (Clerk unreachable) must not stall reconnecting.
+      let timer;
+      token = await Promise.race([
+        options.getToken(skipCacheNext ? { skipCache: true } : undefined),
+        new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no token in ${connectTimeoutMs} ms`)), connectTimeoutMs); }),
+      ]).finally(() => clearTimeout(timer));
     } catch (e) {
       if (gen !== generation || !wanted) return;
       log("warn", "getToken failed", e);
@@ -478,7 +483,10 @@ export function createChatClient(options) {
     generation++; // late events of this socket are ignored from now on
     const sock = ws;
     ws = null;
-    if (sock) sock.onopen = sock.onmessage = sock.onclose = sock.onerror = null;
+    if (sock) {
+      sock.onopen = sock.onmessage = sock.onclose = sock.onerror = null;
+      if (sock.readyState === 0) try { sock.close(); } catch { /* a failed handshake may not close */ }
+    }
     const wasUp = conn.status === "open";
     const upFor = wasUp ? Date.now() - openedAt : 0;
     clearTimers();
@@ -517,7 +525,11 @@ export function createChatClient(options) {
     const e = err ?? chatError("closed", "the client was closed");
     failInflight(e);
     failQueue(e);
-    for (const b of boxes.values()) for (const p of b.pending.values()) rejectWaiters(p, e);
+    for (const b of boxes.values()) for (const p of b.pending.values()) { clearTimeout(p.timer); rejectWaiters(p, e); }
+    // Nobody is typing for a stopped client (and no timer outlives it).
+    for (const users of typing.values()) for (const u of users.values()) clearTimeout(u.timer);
+    if (typing.size) { typing.clear(); typingSnap = null; }
+    if (onlineTarget) onlineTarget.removeEventListener("online", onOnline);
     setConn({ status: "closed", retryAt: null, syncing: false, error: err ?? null, connectionId: null,
       lastCloseCode: code ?? conn.lastCloseCode, lastCloseReason: code != null ? reason : conn.lastCloseReason });
     const waiters = connectWaiters;
@@ -998,6 +1010,15 @@ export function createChatClient(options) {
     changed();
   }
 
+  // Browsers: back online while waiting to retry: retry now.
+  const onlineTarget = typeof globalThis.addEventListener === "function" && typeof globalThis.navigator === "object" ? globalThis : null;
+  function onOnline() {
+    if (!wanted || conn.status !== "reconnecting") return;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    attempt();
+  }
+
   function connect() {
     if (wanted) {
       if (conn.status === "open") return Promise.resolve();
@@ -1007,6 +1028,7 @@ export function createChatClient(options) {
     refused4003 = false;
     const promise = new Promise((res, rej) => connectWaiters.push([res, rej]));
     conn = Object.freeze({ ...conn, attempt: 0, error: null }); // attempt() announces the change
+    if (onlineTarget) onlineTarget.addEventListener("online", onOnline);
     attempt();
     return promise;
   }

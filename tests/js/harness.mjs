@@ -16,7 +16,11 @@ const PYTHON = path.join(ROOT, ".venv/bin/python");
 export const WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 const children = new Set();
-process.on("exit", () => { for (const c of children) try { c.kill("SIGKILL"); } catch { /* gone */ } });
+// Databases and servers started here must not outlive the run, even when it is interrupted or `timeout`
+// stops it (a signal skips "exit" handlers unless handled).
+const reap = () => { for (const c of children) try { c.kill("SIGKILL"); } catch { /* gone */ } };
+process.on("exit", reap);
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(sig, () => { reap(); process.exit(128 + (sig === "SIGINT" ? 2 : sig === "SIGHUP" ? 1 : 15)); });
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -63,6 +67,17 @@ export class Mongo {
     return this;
   }
   get uri() { return `mongodb://127.0.0.1:${this.port}`; }
+  /** Whether it takes a write within a few seconds (asked with pymongo): SecantusDB 0.7.0b3 can wedge. */
+  answers() {
+    return new Promise((resolve) => {
+      const probe = spawn(PYTHON, ["-c",
+        "import sys, pymongo; c = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=3000, " +
+        "connectTimeoutMS=3000, socketTimeoutMS=5000); c.health.probe.update_one({'_id': 1}, {'$inc': {'n': 1}}, upsert=True)",
+        this.uri], { stdio: "ignore" });
+      const t = setTimeout(() => probe.kill("SIGKILL"), 15000);
+      probe.once("exit", (code) => { clearTimeout(t); resolve(code === 0); });
+    });
+  }
   async stop() {
     if (this.proc && this.proc.exitCode === null) {
       const exited = new Promise((r) => this.proc.once("exit", r));
@@ -167,22 +182,21 @@ export function fixture(name) {
 }
 
 /**
- * A TCP relay in front of a server: `hold()` stops passing the server's bytes on to clients (they are
- * dropped, as on a stalled network), `cut()` drops every connection without a close frame (1006).
+ * A TCP relay in front of a server: `hold()` stops passing the server's bytes on to the clients connected
+ * now (they are dropped, as on a stalled network), `cut()` drops every connection without a close frame.
  */
 export class Relay {
   constructor(targetPort) {
     this.targetPort = targetPort;
     this.pairs = new Set();
-    this.holding = false;
   }
   async start() {
     this.server = net.createServer((client) => {
       const upstream = net.connect(this.targetPort, "127.0.0.1");
-      const pair = { client, upstream };
+      const pair = { client, upstream, held: false };
       this.pairs.add(pair);
       client.on("data", (d) => upstream.write(d));
-      upstream.on("data", (d) => { if (!this.holding) client.write(d); });
+      upstream.on("data", (d) => { if (!pair.held) client.write(d); });
       const end = () => { client.destroy(); upstream.destroy(); this.pairs.delete(pair); };
       client.on("error", end); upstream.on("error", end); client.on("close", end); upstream.on("close", end);
     });
@@ -191,9 +205,9 @@ export class Relay {
     return this;
   }
   get url() { return `ws://127.0.0.1:${this.port}/ws`; }
-  hold() { this.holding = true; }
+  /** From now on the server's bytes on the connections open now go nowhere (new connections pass). */
+  hold() { for (const pair of this.pairs) pair.held = true; }
   cut() {
-    this.holding = false;
     for (const { client, upstream } of this.pairs) { client.resetAndDestroy?.() ?? client.destroy(); upstream.destroy(); }
     this.pairs.clear();
   }
