@@ -4,7 +4,7 @@
 # make fuzz  - libFuzzer targets of fuzz/ (parsers of untrusted bytes), FUZZ_SECONDS (60) each.
 SHELL := /bin/bash
 VENV := .venv
-SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv
+SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv nodejs node-typescript chromium
 
 .PHONY: run test bench fuzz build deps system-deps venv clean
 

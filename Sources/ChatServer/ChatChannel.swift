@@ -52,10 +52,16 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     func refusal(forUpgrade request: UpgradeRequest) -> String? {
         if request.path != "/ws" { return "path \(request.path) does not upgrade" }
         if draining != nil { return "shutting down" }
-        if let origin = request.origin, !settings.allowedOrigins.contains(origin) {
+        if let origin = request.origin, !settings.allowedOrigins.contains(origin), !Self.sameOrigin(origin, host: request.host) {
             return "origin \(origin) is not allowed"
         }
         return nil
+    }
+
+    /// The page this server served itself (`GET /`): its Origin names the Host it was loaded from.
+    static func sameOrigin(_ origin: String, host: String?) -> Bool {
+        guard let host, !host.isEmpty else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
     }
 
     func opened(_ connection: WebSocketConnection) {

@@ -58,6 +58,11 @@ public struct Config {
     public var shutdownGraceSeconds: Int
     public var logLevel: Logger.Level
     public var channel: ChannelSettings
+    /// `WEB_ROOT`: the directory holding `web/` and `clients/js/` (nil: looked for, see `WebApp.locate`).
+    public var webRoot: String?
+    /// The development private key, when the server trusts exactly the local key pair (development or
+    /// test, no Clerk instance configured): only then does `POST /dev/token` exist.
+    public var devSigningKey: String?
     /// Lines to log at start-up (development: missing secrets).
     public var warnings: [String] = []
 
@@ -147,6 +152,33 @@ public struct Config {
         }
         self.logLevel = logLevel
         channel = try ChannelSettings(v, environment: environment, clientURL: clientURL, warnings: &warnings)
+
+        webRoot = v["WEB_ROOT"]
+        if let webRoot, !FileManager.default.isReadableFile(atPath: webRoot + "/web/index.html") {
+            throw ConfigError(variable: "WEB_ROOT", problem: "'\(webRoot)' has no readable web/index.html")
+        }
+        devSigningKey = try Self.devSigningKey(v, environment: environment, keySource: channel.keySource)
+    }
+
+    /// The private key of `DEV_KEYS_DIR` (default `.dev-keys`) when its public key is the one the
+    /// channel trusts (`make run` sets CLERK_JWT_KEY to it) and no Clerk instance is configured.
+    static func devSigningKey(_ v: [String: String], environment: Environment,
+                              keySource: ChannelSettings.KeySource) throws(ConfigError) -> String? {
+        let explicit = v["DEV_KEYS_DIR"]
+        guard environment != .production else {
+            if explicit != nil { throw ConfigError(variable: "DEV_KEYS_DIR", problem: "development keys are not used in production") }
+            return nil
+        }
+        guard v["CLERK_PUBLISHABLE_KEY"] == nil, v["CLERK_JWKS_URL"] == nil, case .pem(let trusted) = keySource else { return nil }
+        let directory = explicit ?? ".dev-keys"
+        guard let keys = try? DevelopmentKeys.load(from: URL(fileURLWithPath: directory)) else {
+            if explicit != nil { throw ConfigError(variable: "DEV_KEYS_DIR", problem: "no development key pair in '\(directory)'") }
+            return nil
+        }
+        guard let mine = try? keys.publicKey().jwkComponents(), let theirs = try? trusted.jwkComponents(), mine == theirs else {
+            return nil   // CLERK_JWT_KEY is another key (a real Clerk instance's): no minting here
+        }
+        return keys.privateKeyPEM
     }
 
     static func integer(_ v: [String: String], _ name: String, default value: Int, range: ClosedRange<Int>,

@@ -93,7 +93,7 @@ final class HTTPExchange {
             metrics.httpRequest(route: routeLabel, status: response.status)
             if failed != 0 { return -1 }
             state = .responding(response, headersWritten: true)
-            if !response.body.isEmpty {
+            if !response.body.isEmpty && !response.headersOnly {
                 lws_callback_on_writable(wsi)
                 return 0
             }
@@ -109,7 +109,7 @@ final class HTTPExchange {
     /// A bounded label for metrics: known routes by name, everything else as "other".
     var routeLabel: String {
         switch head.path {
-        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws": return head.path
+        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws", "/", "/dev/token": return head.path
         default: return "other"
         }
     }

@@ -373,6 +373,8 @@ public final class LwsServer {
         case "content-length": return header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH)
         case "sec-websocket-protocol": return header(wsi, WSI_TOKEN_PROTOCOL)
         case "host": return header(wsi, WSI_TOKEN_HOST)
+        // Headers lws parses into tokens are not readable as custom headers.
+        case "if-none-match": return header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH)
         default:
             var buffer = [CChar](repeating: 0, count: 1024)
             let n = chat_lws_custom_header(wsi, name + ":", &buffer, Int32(buffer.count))
@@ -483,6 +485,7 @@ public final class LwsServer {
         UpgradeRequest(path: Self.header(wsi, WSI_TOKEN_GET_URI) ?? "/",
                        query: Self.header(wsi, WSI_TOKEN_HTTP_URI_ARGS),
                        origin: Self.header(wsi, WSI_TOKEN_ORIGIN),
+                       host: Self.header(wsi, WSI_TOKEN_HOST),
                        authorization: Self.header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
                        subprotocol: Self.header(wsi, WSI_TOKEN_PROTOCOL))
     }

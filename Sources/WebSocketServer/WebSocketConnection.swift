@@ -18,6 +18,8 @@ public struct UpgradeRequest: Sendable {
     public let path: String
     public let query: String?
     public let origin: String?
+    /// The Host header: a page served by this server has an Origin naming it.
+    public let host: String?
     public let authorization: String?
     public let subprotocol: String?
 }
