@@ -169,12 +169,11 @@ public struct Config {
             if explicit != nil { throw ConfigError(variable: "DEV_KEYS_DIR", problem: "development keys are not used in production") }
             return nil
         }
-        guard v["CLERK_PUBLISHABLE_KEY"] == nil, v["CLERK_JWKS_URL"] == nil, case .pem(let trusted) = keySource else { return nil }
         let directory = explicit ?? ".dev-keys"
-        guard let keys = try? DevelopmentKeys.load(from: URL(fileURLWithPath: directory)) else {
-            if explicit != nil { throw ConfigError(variable: "DEV_KEYS_DIR", problem: "no development key pair in '\(directory)'") }
-            return nil
-        }
+        let keys = try? DevelopmentKeys.load(from: URL(fileURLWithPath: directory))
+        // A directory named on purpose that holds no key pair is a mistake whatever else is configured.
+        if keys == nil, explicit != nil { throw ConfigError(variable: "DEV_KEYS_DIR", problem: "no development key pair in \(ConfigError.quote(directory))") }
+        guard v["CLERK_PUBLISHABLE_KEY"] == nil, v["CLERK_JWKS_URL"] == nil, case .pem(let trusted) = keySource, let keys else { return nil }
         guard let mine = try? keys.publicKey().jwkComponents(), let theirs = try? trusted.jwkComponents(), mine == theirs else {
             return nil   // CLERK_JWT_KEY is another key (a real Clerk instance's): no minting here
         }

@@ -37,6 +37,8 @@ import Testing
         ("TLS_CERT_FILE", ["TLS_CERT_FILE": "/nonexistent.pem", "TLS_KEY_FILE": "/nonexistent.key"]),
         ("TLS_KEY_FILE", ["TLS_CERT_FILE": certificateLookalike, "TLS_KEY_FILE": "/etc/hostname"]),
         ("TLS_KEY_FILE", ["TLS_CERT_FILE": certificateLookalike]),
+        ("WEB_ROOT", ["WEB_ROOT": "/nonexistent"]),
+        ("DEV_KEYS_DIR", ["DEV_KEYS_DIR": "/nonexistent"]),
         ("WEBHOOK_MAX_BODY_BYTES", ["WEBHOOK_MAX_BODY_BYTES": "1e6"]),
         ("WEBHOOK_BODY_TIMEOUT_SECONDS", ["WEBHOOK_BODY_TIMEOUT_SECONDS": "0"]),
         ("WEBHOOK_MAX_INFLIGHT_BYTES", ["WEBHOOK_MAX_INFLIGHT_BYTES": "1024"]),
