@@ -300,7 +300,7 @@ chatTest("catching up after being away: list with next, sync, history after, edi
   assert.equal(bob.state.conversationsById[id].unread, 0);
 });
 
-chatTest("4005 (session ended) stops reconnecting", async () => {
+chatTest("4005 (session ended) and 4006 (user deleted) stop reconnecting", async () => {
   const server = await startServer();
   const event = fixture("session.ended.json");
   const user = event.data.user_id;
@@ -318,6 +318,17 @@ chatTest("4005 (session ended) stops reconnecting", async () => {
   assert.equal(alice.state.connection.status, "closed");
   assert.equal(alice.tokens.calls, callsBefore, "no new connection attempt");
   await assert.rejects(alice.openDirect("user_x"), { code: "closed" });
+
+  // 4006: the Clerk user deleted. Stops too, and signing in again is refused the same way.
+  const again = makeClient(server.url, user);
+  await again.connect();
+  assert.equal(await server.webhook(fixture("user.deleted.json")), 200);
+  await until(() => again.state.connection.status === "closed", "the client stops");
+  assert.equal(again.state.connection.lastCloseCode, 4006);
+  assert.equal(again.state.connection.error.code, "user_deleted");
+  const calls = again.tokens.calls;
+  await assert.rejects(again.connect(), { code: "user_deleted" });
+  assert.equal(again.tokens.calls, calls + 1, "one attempt, no retries");
 });
 
 chatTest("the token is refreshed before it expires, on the same connection", async () => {
