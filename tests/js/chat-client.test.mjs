@@ -153,6 +153,14 @@ chatTest("two clients chat: direct conversation, ack, unread, read receipts, typ
   assert.equal(bob.state.messages[id][0].text, null);
   assert.deepEqual(texts(bob, id), [null, "Sure, see you there"]);
 
+  // Unread counts follow deletes: an unread message deleted is no longer unread.
+  const extra = await alice.send(id, "oops, wrong chat");
+  await until(() => bob.state.conversationsById[id].unread === 1, "bob has one unread");
+  assert.equal(bob.state.conversationsById[id].lastMessage.text, "oops, wrong chat");
+  await alice.deleteMessage(id, extra.messageId);
+  await until(() => bob.state.conversationsById[id].unread === 0, "the deleted message is not unread");
+  assert.equal(bob.state.conversationsById[id].lastMessage.text, null);
+
   // Presence: bob leaves, alice sees him offline with a last-seen time.
   bob.close();
   assert.equal(bob.state.connection.status, "closed");
