@@ -447,3 +447,23 @@ chatTest("a connection that goes silent (network stalled) is dropped by the hear
   const stored = await serverHistory(server.url, bob.user, id);
   assert.deepEqual(stored.map((m) => m.text), ["through the stall"]);
 });
+
+chatTest("a conversation opened while the client pages through conversations.list is kept", async () => {
+  const server = await startServer();
+  const alice = makeClient(server.url, uid("alice"));
+  // Pages of one conversation: listing takes many round trips, and a conversation created after the
+  // first page is in none of them (pages go from the newest back).
+  const bob = makeClient(server.url, uid("bob"), { pageSize: 1 });
+  await Promise.all([alice.connect(), bob.connect()]);
+  for (let i = 0; i < 15; i++) await alice.createGroup(`g${i}`, [bob.user]);
+  await until(() => bob.state.conversations.length === 15 && !bob.state.connection.syncing, "bob has the groups");
+  bob.close();
+  let opened = null;
+  const off = bob.on("connection", (c) => { if (c.status === "open" && !opened) opened = alice.openDirect(bob.user); });
+  await bob.connect();
+  const { conversationId: id } = await opened;
+  off();
+  await until(() => !bob.state.connection.syncing, "bob's catch-up is over");
+  assert.ok(bob.state.conversationsById[id], "the direct conversation announced during the listing is kept");
+  assert.equal(bob.state.conversations.length, 16);
+});
