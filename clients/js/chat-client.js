@@ -207,9 +207,16 @@ export function createChatClient(options) {
     return rec;
   }
 
+  // conversations.list replies can be older than events that overtook them: while a listing runs, the
+  // conversations events touched or removed are noted, so that a stale page neither drops nor revives them.
+  const listings = new Set();
+  const noteTouched = (id) => { for (const l of listings) l.touched.add(id); };
+  const noteRemoved = (id) => { for (const l of listings) l.removed.add(id); };
+
   function applyConversation(c, { fromList = false } = {}) {
     const me = conn.userId;
-    if (me && !c.members.includes(me)) { dropConversation(c.conversationId, c); return null; }
+    if (!fromList) noteTouched(c.conversationId);
+    if (me && !c.members.includes(me)) { if (!fromList) noteRemoved(c.conversationId); dropConversation(c.conversationId, c); return null; }
     let rec = convs.get(c.conversationId);
     const isNew = !rec;
     if (!rec) {
@@ -256,6 +263,7 @@ export function createChatClient(options) {
 
   // source: "event" (live), "catchup" (sync, history after: new to us) or "history" (pages loaded on demand).
   function applyMessage(m, change, source) {
+    noteTouched(m.conversationId);
     const rec = ensureConv(m.conversationId, m.createdAt);
     const b = box(m.conversationId);
     const existing = b.bySeq.get(m.seq);
@@ -874,33 +882,47 @@ export function createChatClient(options) {
 
   async function refreshConversations() {
     const seen = new Set();
-    let before = null;
-    do {
-      const data = await request("conversations.list", before ? { limit: pageSize, before } : { limit: pageSize });
-      for (const c of data.conversations) {
-        seen.add(c.conversationId);
-        const rec = applyConversation(c, { fromList: true });
-        if (!rec) continue;
-        const b = boxes.get(c.conversationId);
-        // Messages that came in after the server counted: count them on top.
-        let extra = 0;
-        if (b) for (const m of b.bySeq.values()) if (m.seq > c.lastSeq && m.senderId !== conn.userId && !m.deleted) extra++;
-        const reads = { ...rec.reads };
-        for (const [u, s] of Object.entries(c.reads ?? {})) if (s > (reads[u] ?? 0)) reads[u] = s;
-        rec.reads = reads;
-        rec.unread = c.unread + extra;
-        if (c.lastSeq >= rec.meta.lastSeq) {
-          rec.meta = { ...rec.meta, lastSeq: c.lastSeq, updatedAt: c.updatedAt };
-          rec.lastMessage = c.lastMessage ? Object.freeze({ ...c.lastMessage }) : null;
-        }
-        if (c.lastSeq === 0) rec.historyComplete = true;
-        touchConv(rec);
-      }
-      before = data.next;
-    } while (before);
-    // In no page: removed or left while away.
-    for (const id of [...convs.keys()]) if (!seen.has(id)) { log("info", `${id} is in no page of conversations.list: dropped`); dropConversation(id); }
+    const listing = { touched: new Set(), removed: new Set() };
+    listings.add(listing);
+    try {
+      let before = null;
+      do {
+        const data = await request("conversations.list", before ? { limit: pageSize, before } : { limit: pageSize });
+        for (const c of data.conversations) applyListed(c, listing, seen);
+        before = data.next;
+      } while (before);
+    } finally {
+      listings.delete(listing);
+    }
+    // In no page: removed or left while away (unless an event since says otherwise).
+    for (const id of [...convs.keys()]) {
+      if (seen.has(id) || listing.touched.has(id)) continue;
+      log("info", `${id} is in no page of conversations.list: dropped`);
+      dropConversation(id);
+    }
     return getState().conversations;
+  }
+
+  function applyListed(c, listing, seen) {
+    seen.add(c.conversationId);
+    if (listing.removed.has(c.conversationId)) return; // left or removed after the server listed it
+    // An event since the server listed it has the newer name and members.
+    const rec = listing.touched.has(c.conversationId) && convs.get(c.conversationId) || applyConversation(c, { fromList: true });
+    if (!rec) return;
+    const b = boxes.get(c.conversationId);
+    // Messages that came in after the server counted: count them on top.
+    let extra = 0;
+    if (b) for (const m of b.bySeq.values()) if (m.seq > c.lastSeq && m.senderId !== conn.userId && !m.deleted) extra++;
+    const reads = { ...rec.reads };
+    for (const [u, s] of Object.entries(c.reads ?? {})) if (s > (reads[u] ?? 0)) reads[u] = s;
+    rec.reads = reads;
+    rec.unread = c.unread + extra;
+    if (c.lastSeq >= rec.meta.lastSeq) {
+      rec.meta = { ...rec.meta, lastSeq: c.lastSeq, updatedAt: c.updatedAt > rec.meta.updatedAt ? c.updatedAt : rec.meta.updatedAt };
+      rec.lastMessage = c.lastMessage ? Object.freeze({ ...c.lastMessage }) : null;
+    }
+    if (c.lastSeq === 0) rec.historyComplete = true;
+    touchConv(rec);
   }
 
   // ------------------------------------------------------------------ presence

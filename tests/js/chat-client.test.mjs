@@ -153,6 +153,14 @@ chatTest("two clients chat: direct conversation, ack, unread, read receipts, typ
   assert.equal(bob.state.messages[id][0].text, null);
   assert.deepEqual(texts(bob, id), [null, "Sure, see you there"]);
 
+  // Unread counts follow deletes: an unread message deleted is no longer unread.
+  const extra = await alice.send(id, "oops, wrong chat");
+  await until(() => bob.state.conversationsById[id].unread === 1, "bob has one unread");
+  assert.equal(bob.state.conversationsById[id].lastMessage.text, "oops, wrong chat");
+  await alice.deleteMessage(id, extra.messageId);
+  await until(() => bob.state.conversationsById[id].unread === 0, "the deleted message is not unread");
+  assert.equal(bob.state.conversationsById[id].lastMessage.text, null);
+
   // Presence: bob leaves, alice sees him offline with a last-seen time.
   bob.close();
   assert.equal(bob.state.connection.status, "closed");
@@ -300,7 +308,7 @@ chatTest("catching up after being away: list with next, sync, history after, edi
   assert.equal(bob.state.conversationsById[id].unread, 0);
 });
 
-chatTest("4005 (session ended) stops reconnecting", async () => {
+chatTest("4005 (session ended) and 4006 (user deleted) stop reconnecting", async () => {
   const server = await startServer();
   const event = fixture("session.ended.json");
   const user = event.data.user_id;
@@ -318,6 +326,17 @@ chatTest("4005 (session ended) stops reconnecting", async () => {
   assert.equal(alice.state.connection.status, "closed");
   assert.equal(alice.tokens.calls, callsBefore, "no new connection attempt");
   await assert.rejects(alice.openDirect("user_x"), { code: "closed" });
+
+  // 4006: the Clerk user deleted. Stops too, and signing in again is refused the same way.
+  const again = makeClient(server.url, user);
+  await again.connect();
+  assert.equal(await server.webhook(fixture("user.deleted.json")), 200);
+  await until(() => again.state.connection.status === "closed", "the client stops");
+  assert.equal(again.state.connection.lastCloseCode, 4006);
+  assert.equal(again.state.connection.error.code, "user_deleted");
+  const calls = again.tokens.calls;
+  await assert.rejects(again.connect(), { code: "user_deleted" });
+  assert.equal(again.tokens.calls, calls + 1, "one attempt, no retries");
 });
 
 chatTest("the token is refreshed before it expires, on the same connection", async () => {
@@ -427,4 +446,24 @@ chatTest("a connection that goes silent (network stalled) is dropped by the hear
   await until(() => bob.state.messages[id]?.length === 1, "bob gets it once");
   const stored = await serverHistory(server.url, bob.user, id);
   assert.deepEqual(stored.map((m) => m.text), ["through the stall"]);
+});
+
+chatTest("a conversation opened while the client pages through conversations.list is kept", async () => {
+  const server = await startServer();
+  const alice = makeClient(server.url, uid("alice"));
+  // Pages of one conversation: listing takes many round trips, and a conversation created after the
+  // first page is in none of them (pages go from the newest back).
+  const bob = makeClient(server.url, uid("bob"), { pageSize: 1 });
+  await Promise.all([alice.connect(), bob.connect()]);
+  for (let i = 0; i < 15; i++) await alice.createGroup(`g${i}`, [bob.user]);
+  await until(() => bob.state.conversations.length === 15 && !bob.state.connection.syncing, "bob has the groups");
+  bob.close();
+  let opened = null;
+  const off = bob.on("connection", (c) => { if (c.status === "open" && !opened) opened = alice.openDirect(bob.user); });
+  await bob.connect();
+  const { conversationId: id } = await opened;
+  off();
+  await until(() => !bob.state.connection.syncing, "bob's catch-up is over");
+  assert.ok(bob.state.conversationsById[id], "the direct conversation announced during the listing is kept");
+  assert.equal(bob.state.conversations.length, 16);
 });
