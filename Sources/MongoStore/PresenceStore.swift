@@ -162,10 +162,16 @@ public enum PresenceStore {
         if q.onlineOnly { filter["isOnline"] = .bool(true) }
         if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
         if let search = q.search, !search.isEmpty {
+            // Names by substring; an email only as the whole address, so that nobody can probe
+            // addresses a few characters at a time.
             let pattern = NSRegularExpression.escapedPattern(for: search)
-            filter["$or"] = .array(["username", "firstName", "lastName", "email"].map {
+            var any: [BSONValue] = ["username", "firstName", "lastName"].map {
                 .document(BSONDocument([($0, ["$regex": .string(pattern), "$options": .string("i")])]))
-            })
+            }
+            if UserDirectory.couldBeEmail(search) {
+                any.append(["email": ["$regex": .string("^" + pattern + "$"), "$options": .string("i")]])
+            }
+            filter["$or"] = .array(any)
         }
         return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
             "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
