@@ -51,29 +51,48 @@ final class MessageBatcher {
         inFlight = true
         let sends = batch.map(\.send)
         let origin = instanceID
-        database.submit("message_batch", { c in
-            // A concurrent writer (another instance) can take the same sequence numbers first, or a
-            // send can repeat a stored client id: a unique index refuses the batch, and it is retried,
-            // this time looking up earlier sends (a resend gets its first ack).
-            var attempt = 0
-            while true {
-                attempt += 1
-                do {
-                    return try ChatStore.sendBatch(sends, origin: origin, now: Date(), lookUpEarlier: attempt > 1, on: c)
-                } catch let error as DatabaseError {
-                    switch error {
-                    case .duplicateKey where attempt < 8: continue
-                    case .failed(_, 112, _) where attempt < 8: continue
-                    default: throw error
-                    }
-                }
-            }
-        }) { [post] result in
+        database.submit("message_batch", { c in try Self.store(sends, origin: origin, on: c) }) { [post] result in
             post { [self] in
                 inFlight = false
                 complete(batch, result)
                 flush()
             }
+        }
+    }
+
+    /// Conflicts the whole batch waits out before its conversations are tried one by one.
+    static let batchRetry = RetryPolicy(budget: 1)
+    /// Then each conversation alone gets this, all of them together `splitBudget` at most (after it,
+    /// one attempt each).
+    static let conversationRetry = 0.5
+    static let splitBudget = 2.0
+
+    /// Stores a batch in one transaction. When conflicts outlast its retry budget (typically a crashed
+    /// instance's open transaction still holding a conversation) and the batch spans several
+    /// conversations, each is tried alone, so that one blocked conversation does not hold back the
+    /// others: its sends are answered `unavailable` and are resent by the clients.
+    static func store(_ sends: [ChatStore.PendingSend], origin: String,
+                      on c: MongoConnection) throws -> ([ChatStore.SendResult], [ChatStore.Fanout]) {
+        do {
+            return try ChatStore.sendBatch(sends, origin: origin, now: Date(), retry: batchRetry, on: c)
+        } catch let error as DatabaseError where error.isBusy {
+            let byConversation = Dictionary(grouping: sends.indices) { sends[$0].conversationID }
+            guard byConversation.count > 1 else { throw error }
+            let deadline = Date().addingTimeInterval(splitBudget)
+            var results = [ChatStore.SendResult](repeating: .retryLater("not tried"), count: sends.count)
+            var fanouts: [ChatStore.Fanout] = []
+            for (_, indices) in byConversation.sorted(by: { $0.key < $1.key }) {
+                let budget = max(0, min(conversationRetry, deadline.timeIntervalSinceNow))
+                do {
+                    let (stored, out) = try ChatStore.sendBatch(indices.map { sends[$0] }, origin: origin, now: Date(),
+                                                                retry: RetryPolicy(budget: budget), on: c)
+                    for (i, outcome) in zip(indices, stored) { results[i] = outcome }
+                    fanouts += out
+                } catch let failure as DatabaseError where failure.isUnavailable {
+                    for i in indices { results[i] = .retryLater("\(failure)") }
+                }
+            }
+            return (results, fanouts)
         }
     }
 
@@ -91,6 +110,8 @@ final class MessageBatcher {
                     ]))
                 case .failed(let error):
                     ChatChannel.report(error, to: waiting.session, id: waiting.requestID, logger: logger)
+                case .retryLater:
+                    waiting.session.fail(waiting.requestID, .unavailable, "conversation busy, retry")
                 }
             }
             for fanout in fanouts { deliver(fanout) }

@@ -162,6 +162,8 @@ public enum ChatStore {
         /// Stored (or already stored by an earlier try with the same client id: `fresh` false).
         case stored(ChatMessage, fresh: Bool)
         case failed(ChatError)
+        /// Not stored: its conversation stayed blocked by conflicts (retry later, same client id).
+        case retryLater(String)
     }
 
     /// Stores many senders' messages in one transaction of four round trips, whatever the number of
@@ -171,11 +173,14 @@ public enum ChatStore {
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
-    /// (`lookUpEarlier`, one read per conversation and sender) finds it and returns its ack. The
-    /// unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer took first.
-    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, lookUpEarlier: Bool = true,
+    /// (which looks up earlier sends, one read per conversation and sender) finds it and returns its
+    /// ack. The unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer
+    /// took first. Both, and write conflicts, are retried in `withTransaction`'s one loop, within
+    /// `retry`; past it the batch fails with `DatabaseError.busy`.
+    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, retry: RetryPolicy = .standard,
                                  on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
-        try c.withTransaction { tx in
+        try c.withTransaction(retry: retry, alsoRetry: { if case .duplicateKey = $0 { return true } else { return false } }) { tx, attempt in
+            let lookUpEarlier = attempt > 1
             var results = [SendResult?](repeating: nil, count: sends.count)
             let ids = Set(sends.map(\.conversationID)).sorted()
             var conversationsByID: [String: Conversation] = [:]

@@ -106,3 +106,29 @@ import Testing
         #expect(PageBudget.size(of: ["text": .string("\u{1}")]) == #"{"text":"\u0001"}"#.utf8.count + 1)
     }
 }
+
+@Suite struct RetryPolicyTests {
+    @Test func waitsGrowExponentiallyUpToTheCap() {
+        let p = RetryPolicy(budget: 10, base: 0.01, cap: 0.1)
+        #expect([1, 2, 3, 4, 5, 40].map { p.ceiling(retry: $0) } == [0.01, 0.02, 0.04, 0.08, 0.1, 0.1])
+    }
+
+    @Test func theWaitIsJitteredBelowTheCeiling() {
+        let p = RetryPolicy(budget: 10, base: 0.01, cap: 0.1)
+        #expect(p.delay(retry: 3, elapsed: 0, random: 0) == 0)
+        #expect(p.delay(retry: 3, elapsed: 0, random: 0.5) == 0.02)
+        #expect(p.delay(retry: 3, elapsed: 0, random: 0.999)! < 0.04)
+    }
+
+    @Test func theBudgetBoundsTheTotalTime() {
+        let p = RetryPolicy(budget: 1, base: 0.01, cap: 0.25)
+        #expect(p.delay(retry: 9, elapsed: 0.7, random: 0.9) != nil)     // 0.7 + 0.225 fits
+        #expect(p.delay(retry: 9, elapsed: 0.9, random: 0.9) == nil)     // 0.9 + 0.225 > 1
+        #expect(p.delay(retry: 9, elapsed: 0.9, random: 0.2) != nil)     // 0.9 + 0.05 fits
+        #expect(RetryPolicy(budget: 0).delay(retry: 1, elapsed: 0, random: 0) == nil)   // one attempt only
+        // Summed, the waits a loop takes never pass the budget.
+        var elapsed = 0.0, retry = 1
+        while let wait = p.delay(retry: retry, elapsed: elapsed, random: 0.99) { elapsed += wait; retry += 1 }
+        #expect(elapsed <= 1 && retry > 5)
+    }
+}
