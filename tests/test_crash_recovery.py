@@ -40,7 +40,13 @@ class MongoWithFailPoints(Mongo):
 
 @pytest.fixture
 def mongo_uri():
+    # A fresh one that takes writes (SecantusDB can wedge at start: conftest's `mongo_uri` does the same).
     m = MongoWithFailPoints()
+    for _ in range(2):
+        if conftest.answers(m.uri):
+            break
+        m.remove()
+        m = MongoWithFailPoints()
     yield m.uri
     m.remove()
 
@@ -57,7 +63,7 @@ def test_kill_9_with_a_batch_in_flight_blocks_sends_briefly_and_resends_are_stor
     # The victim names itself to the database, so that a fail point can hold its commits only.
     a = Server(mongo_uri, env={**env, "MONGODB_URI": f"{mongo_uri}/{db_name}?appName={app}"}, db_name=db_name)
     b = Server(mongo_uri, env=env, db_name=db_name)
-    admin = pymongo.MongoClient(mongo_uri, directConnection=True).admin
+    admin = pymongo.MongoClient(mongo_uri, directConnection=True, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000).admin
     senders, receivers = [uid(f"s{i}") for i in range(PAIRS)], [uid(f"r{i}") for i in range(PAIRS)]
     answers = {}       # sender -> ["unavailable", ..., "ok"]
     try:
