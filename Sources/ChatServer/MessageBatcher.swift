@@ -74,11 +74,11 @@ final class MessageBatcher {
     static let suspectFor: TimeInterval = 5
 
     /// Conflicts a batch waits out before its conversations are tried one by one.
-    static let batchRetry = RetryPolicy(budget: 1)
+    static let batchRetry = RetryPolicy(budget: 0.5)
     /// Then each conversation alone gets this, all of them together `splitBudget` at most (after it,
     /// one attempt each).
-    static let conversationRetry = 0.5
-    static let splitBudget = 2.0
+    static let conversationRetry = 0.25
+    static let splitBudget = 1.0
     /// A conversation recently found blocked gets one short try per batch: it answers `unavailable`
     /// at once while blocked, and is stored as soon as it is free.
     static let suspectRetry = RetryPolicy(budget: 0.05)
