@@ -355,3 +355,36 @@ def test_wss_with_a_self_signed_certificate_needs_insecure(mongo_uri, tmp_path):
         assert alice in [json.loads(line)["userId"] for line in ok.stdout.splitlines()]
     finally:
         server.stop()
+
+
+def test_a_restarted_client_catches_up_past_the_servers_page_bound(chat_server, tmp_path):
+    # Six groups of twelve messages that escape to 48 KB each: far more than one sync reply carries
+    # (256 KiB). The client syncs again while the reply says `hasMore`, and shows each message once.
+    alice, bob = uid("alice"), uid("bob")
+    state = str(tmp_path / "bob.state")
+    b = Script(chat_server, bob, "--state", state)
+    a = Script(chat_server, alice)
+    try:
+        cids = [a.request(type="conversation.create", name=f"g{n}", members=[bob])["conversation"]["conversationId"]
+                for n in range(6)]
+        b.expect(lambda f: f["type"] == "conversation" and f["conversation"]["conversationId"] == cids[-1])
+        b.kill()
+        for cid in cids:
+            for i in range(12):
+                a.send(type="message.send", id=f"{cid}-{i}", conversationId=cid, text=f"{i:02d}" + "\u0002" * 7998)
+        for cid in cids:
+            for i in range(12):
+                a.expect(lambda f: f.get("id") == f"{cid}-{i}" and f["type"] == "ok", timeout=90, consume=False)
+
+        b = Script(chat_server, bob, "--state", state)
+        deadline = time.time() + 90
+        while len(b.messages()) < 72 and time.time() < deadline:
+            time.sleep(0.5)
+        got = {}
+        for m in b.messages():
+            got.setdefault(m["conversationId"], []).append(m["seq"])
+        assert {cid: sorted(got.get(cid, [])) for cid in cids} == {cid: list(range(1, 13)) for cid in cids}
+        assert len(b.messages()) == 72, "each message once"
+    finally:
+        a.close()
+        b.close()
