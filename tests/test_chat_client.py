@@ -1,5 +1,6 @@
 """chat-client end to end: the scriptable subcommands, catch-up after a SIGKILL and after a server
 restart, error lines, and the interactive mode driven through a pseudo-terminal (pexpect)."""
+import datetime
 import json
 import os
 import pathlib
@@ -355,6 +356,80 @@ def test_wss_with_a_self_signed_certificate_needs_insecure(mongo_uri, tmp_path):
         assert alice in [json.loads(line)["userId"] for line in ok.stdout.splitlines()]
     finally:
         server.stop()
+
+
+def test_interactive_client_watches_users_past_the_first_directory_page(chat_server):
+    # 1,005 users: users.query pages hold at most 200 and presence.subscribe takes at most 1,000 ids,
+    # so the last ones sort onto the sixth page and into a second subscription. The client must page
+    # through, watch all of them and say that its start screen's list is cut. The users are stored
+    # as the webhook stores them (README, "Stored schema"): 1,005 deliveries would take a while.
+    run_id = uuid.uuid4().hex[:6]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ids = [f"user_{run_id}_{n:04d}" for n in range(1005)]
+    chat_server.db.users.insert_many([
+        {"clerkId": user, "username": f"p{run_id}{n:04d}", "email": None, "firstName": None, "lastName": None,
+         "imageUrl": None, "isOnline": False, "lastSeen": now, "deleted": False, "createdAt": now, "updatedAt": now}
+        for n, user in enumerate(ids)])
+    alice = f"user_{run_id}_aaaa"         # sorts first: every one of them is "another user"
+    last = ids[-1]
+    shell = f"{CLIENT_BIN} --url {url(chat_server)} --token {ISSUER.token(alice, ttl=600)}"
+    child = pexpect.spawn("bash", ["-c", shell], env={**client_env(), "TERM": "xterm"}, encoding="utf-8",
+                          timeout=60, dimensions=(30, 160))
+    b = None
+    try:
+        child.expect(f"connected to .* as {alice}")
+        child.expect(r"users \(1005\):")
+        child.expect(r"… and 805 more users not shown: /who lists them all")
+        b = Script(chat_server, last)                  # on the directory's last page, in the second chunk
+        child.expect(f"p{run_id}1004.* is online", timeout=30)
+        b.close()
+        child.expect(f"p{run_id}1004 went offline", timeout=30)
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        if b:
+            b.close()
+
+
+def test_the_typing_line_stops_at_that_users_message(chat_server):
+    alice, bob = uid("alice"), uid("bob")
+    assert run(chat_server, bob, "who")[0] == 0
+    shell = f"{CLIENT_BIN} --url {url(chat_server)} --token {ISSUER.token(alice, ttl=600)}"
+    child = pexpect.spawn("bash", ["-c", shell], env={**client_env(), "TERM": "xterm"}, encoding="utf-8",
+                          timeout=30, dimensions=(30, 160))
+    b = Script(chat_server, bob)
+    try:
+        child.expect(f"connected to .* as {alice}")
+        child.send(f"/dm {bob}\r")
+        child.expect("no messages yet")
+        cid = b.request(type="conversation.direct", userId=alice)["conversation"]["conversationId"]
+        assert b.request(type="typing", conversationId=cid) == {"sent": True}
+        child.expect(f"{bob} is typing…")
+        b.send(type="message.send", conversationId=cid, text="done typing")
+        child.expect("done typing")
+        # The status line drawn with the message (before the next prompt) no longer says so: the
+        # signal's 5 s have not passed, the message ended it.
+        child.expect(r"\] > ")
+        assert "typing" not in child.before, repr(child.before)
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        b.close()
+
+
+def test_without_url_the_client_finds_the_server_on_port(chat_server, tmp_path):
+    # As chat-server does: PORT from the environment, else from .env in the working directory.
+    alice = uid("alice")
+    base = [CLIENT_BIN, "who", "--token", ISSUER.token(alice)]
+    env = {k: v for k, v in client_env().items() if k != "PORT"}
+    by_env = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={**env, "PORT": str(chat_server.port)})
+    assert by_env.returncode == 0 and alice in by_env.stdout, by_env.stderr
+    (tmp_path / ".env").write_text(f"# local\nexport PORT='{chat_server.port}'\n")
+    by_file = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert by_file.returncode == 0 and alice in by_file.stdout, by_file.stderr
 
 
 def test_a_restarted_client_catches_up_past_the_servers_page_bound(chat_server, tmp_path):

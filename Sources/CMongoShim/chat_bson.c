@@ -61,3 +61,14 @@ void chat_bson_error_copy(const bson_error_t *from, chat_bson_error *to) {
 
 bson_error_t *chat_bson_error_new(void) { return bson_malloc0(sizeof(bson_error_t)); }
 void chat_bson_error_free(bson_error_t *e) { bson_free(e); }
+
+bson_t *chat_bson_reply_new(void) {
+    bson_t *reply = bson_malloc0(sizeof(bson_t));
+    bson_init(reply);   /* static: bson_destroy frees its buffer, never the struct */
+    return reply;
+}
+
+void chat_bson_reply_free(bson_t *reply) {
+    bson_destroy(reply);
+    bson_free(reply);
+}

@@ -19,6 +19,17 @@ extension ChatConnection {
         }
     }
 
+    /// One page of conversations and the cursor of the next (nil on the last).
+    public func listConversations(limit: Int, before: ConversationCursor?,
+                                  completion: @escaping (Result<(conversations: [ConversationSummary], next: ConversationCursor?), ChatClientError>) -> Void) {
+        request(.listConversations(limit: limit, before: before)) {
+            completion($0.decoding { data in
+                guard let list = data["conversations"]?.arrayValue?.compactMap(ConversationSummary.init(json:)) else { return nil }
+                return (list, data["next"]?.stringValue.flatMap(ConversationCursor.init))
+            })
+        }
+    }
+
     /// Sends a message; `clientID` makes a resend (after a reconnect) store it once.
     public func send(_ text: String, to conversation: String, clientID: String = UUID().uuidString.lowercased(),
                      completion: @escaping (Result<MessageAck, ChatClientError>) -> Void) {

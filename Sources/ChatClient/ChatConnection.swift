@@ -341,8 +341,13 @@ public final class ChatConnection: WebSocketClientDelegate, @unchecked Sendable 
     }
 
     /// After a reconnect the subscribe reply is the truth: report what changed meanwhile.
+    /// In requests of at most 1000 ids, the protocol's limit.
     private func resubscribe() {
-        enqueue(type: "presence.subscribe", fields: ["userIds": .array(watched.sorted().map(JSONValue.string))], isInternal: true) { _ in }
+        let ids = watched.sorted()
+        for start in stride(from: 0, to: ids.count, by: ClientFrame.maxPresenceSubscriptions) {
+            let chunk = ids[start..<min(ids.count, start + ClientFrame.maxPresenceSubscriptions)]
+            enqueue(type: "presence.subscribe", fields: ["userIds": .array(chunk.map(JSONValue.string))], isInternal: true) { _ in }
+        }
     }
 
     // MARK: requests

@@ -36,7 +36,11 @@ extension ChatChannel {
                     var o = item.conversation.json
                     o["unread"] = .int(item.unread)
                     o["reads"] = .object(item.reads.mapValues { .int($0) })
-                    o["lastMessage"] = item.lastMessage.map { m in .object(Dictionary(uniqueKeysWithValues: m.fields.map { ($0.0, Self.json($0.1)) })) } ?? .null
+                    o["lastMessage"] = item.lastMessage.map { m in
+                        var preview = Dictionary(uniqueKeysWithValues: m.fields.map { ($0.0, Self.json($0.1)) })
+                        preview["deleted"] = preview["deleted"] ?? .bool(false)   // stored before the field was
+                        return .object(preview)
+                    } ?? .null
                     return o
                 }
                 // Cut at the page's byte bound (large groups carry every member): the next page starts

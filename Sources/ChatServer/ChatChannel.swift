@@ -65,7 +65,6 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
                                   authDeadline: now.addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)),
                                   limiter: RateLimiter(rate: Double(settings.rateLimitPerSecond), burst: Double(settings.rateLimitBurst),
                                                        now: now.timeIntervalSinceReferenceDate))
-        connection.context = session
         sessions[connection.id] = session
         if let header = connection.request.authorization, header.lowercased().hasPrefix("bearer ") {
             authenticate(session, token: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), requestID: nil)
@@ -132,6 +131,9 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     // MARK: frames
 
     private func handle(_ session: ChatSession, _ message: [UInt8]) {
+        guard ClientFrame.isValidUTF8(message) else {
+            return session.close(.invalidPayload, "message is not valid UTF-8")
+        }
         let frame: ClientFrame
         do { frame = try ClientFrame.decode(message) } catch {
             session.fail(error.id, error.code, error.message)

@@ -33,7 +33,11 @@ final class ChatSession {
         self.recordID = recordID
         self.state = .awaitingAuth(deadline: authDeadline)
         self.limiter = limiter
+        ServerMetrics.shared.sessionCreated()
     }
+
+    // Counted so a test (and an operator) sees every closed connection's session released.
+    deinit { ServerMetrics.shared.sessionReleased() }
 
     var claims: SessionClaims? {
         switch state {

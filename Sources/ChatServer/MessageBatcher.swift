@@ -112,6 +112,11 @@ final class MessageBatcher {
             } catch let error as DatabaseError where error.isBusy {
                 for i in indices { out.results[i] = .retryLater("\(error)") }
                 return false
+            } catch where !out.fanouts.isEmpty {
+                // Other sends of this job are stored: they must get their acks, so these are answered
+                // `unavailable` (a resend is safe) rather than failing the job (`internal` stores nothing).
+                for i in indices { out.results[i] = .retryLater("\(error)") }
+                return true
             }
         }
         func byConversation(_ indices: [Int]) -> [(String, [Int])] {

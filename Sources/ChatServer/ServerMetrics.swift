@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import Prometheus
+import Synchronization
 import WebSocketServer
 
 /// The server's metrics, through swift-metrics with the Prometheus exporter behind it.
@@ -9,6 +10,9 @@ public final class ServerMetrics: TransportMetrics, @unchecked Sendable {
     private let openConnections = Gauge(label: "chat_ws_connections")
     private let slowConsumers = Counter(label: "chat_ws_slow_consumer_closed_total")
     private var connections = 0   // service thread only
+    private let liveSessions = Gauge(label: "chat_ws_sessions_live")
+    /// Sessions are released wherever their last reference goes (a worker's completion may hold one).
+    private let liveSessionCount = Atomic<Int>(0)
 
     /// Bootstraps swift-metrics once per process.
     public static let shared: ServerMetrics = {
@@ -21,6 +25,8 @@ public final class ServerMetrics: TransportMetrics, @unchecked Sendable {
 
     public func connectionOpened() { connections += 1; openConnections.record(connections) }
     public func connectionClosed() { connections -= 1; openConnections.record(connections) }
+    func sessionCreated() { liveSessions.record(liveSessionCount.add(1, ordering: .relaxed).newValue) }
+    func sessionReleased() { liveSessions.record(liveSessionCount.subtract(1, ordering: .relaxed).newValue) }
     public func slowConsumerClosed() { slowConsumers.increment() }
 
     public func httpRequest(route: String, status: Int) {

@@ -6,6 +6,8 @@ import Foundation
 public struct DevelopmentKeys: Sendable {
     public static let privateKeyFile = "private.pem"
     public static let publicKeyFile = "public.pem"
+    /// The development webhook secret (`make run` gives it to the server, `send-webhook` signs with it).
+    public static let webhookSecretFile = "webhook-secret"
 
     /// PKCS#8 ("BEGIN PRIVATE KEY").
     public let privateKeyPEM: String
@@ -35,8 +37,7 @@ public struct DevelopmentKeys: Sendable {
 
     /// Writes both files, creating the directory (0700) if needed; the private key is 0600 from the start.
     public func write(to directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try Self.makeDirectory(directory)
         try Self.writeFile(directory.appendingPathComponent(Self.privateKeyFile).path, privateKeyPEM, mode: 0o600)
         try Self.writeFile(directory.appendingPathComponent(Self.publicKeyFile).path, publicKeyPEM, mode: 0o644)
     }
@@ -63,6 +64,23 @@ public struct DevelopmentKeys: Sendable {
     }
 
     public func publicKey() throws -> RSAPublicKey { try RSAPublicKey(pem: publicKeyPEM) }
+
+    /// The local webhook secret in `directory` (`whsec_` + base64 of 24 random bytes), created on
+    /// first use with mode 0600: development without a Clerk account never needs Clerk's secret.
+    public static func loadOrCreateWebhookSecret(in directory: URL) throws -> String {
+        let path = directory.appendingPathComponent(webhookSecretFile).path
+        if FileManager.default.fileExists(atPath: path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw KeyError("cannot read \(path)") }
+            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            do { _ = try WebhookSecret(parsing: secret) } catch { throw KeyError("\(path) is not a webhook secret (\(error)); delete it to make a new one") }
+            return secret
+        }
+        var generator = SystemRandomNumberGenerator()
+        let secret = "whsec_" + Base64.encode((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try Self.makeDirectory(directory)
+        try writeFile(path, secret + "\n", mode: 0o600)
+        return secret
+    }
 
     /// A real RS256 session token shaped like Clerk's: `nbf` 10 s before `iat`, `exp` = `iat` + lifetime.
     public static func mint(privateKeyPEM: String, userID: String, sessionID: String?, lifetime: TimeInterval,
@@ -112,6 +130,18 @@ public struct DevelopmentKeys: Sendable {
     private static func json(_ object: [String: Any]) throws -> String {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The directory (0700) and its parents; a failure is one plain line, not Foundation's error dump.
+    private static func makeDirectory(_ directory: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+            let reason = underlying.flatMap { $0.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32($0.code))) : nil }
+            throw KeyError("cannot create the directory \(directory.path)\(reason.map { ": \($0)" } ?? "")")
+        }
     }
 
     private static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {

@@ -66,12 +66,14 @@ public enum ChatStore {
     public enum GroupChange { case rename(String), add([String]), remove(String), leave }
 
     /// Changes a group; members hear about it (a removed member too, so their client drops it).
+    /// Checks in the order a client can act on: the conversation (`not_found`, `forbidden`), its kind
+    /// (`bad_request`: a direct conversation cannot change, whoever is named), then the users named.
     public static func changeGroup(_ me: String, _ id: String, _ change: GroupChange, origin: String, now: Date,
                                    on c: MongoConnection) throws -> (Conversation, Fanout) {
-        if case .add(let users) = change { try requireUsers(users, on: c) }
-        return try c.withTransaction { tx in
+        try c.withTransaction { tx in
             let before = try member(me, of: id, on: tx)
             guard before.kind == .group else { throw ChatError.invalid("only groups can be changed") }
+            if case .add(let users) = change { try requireUsers(users, on: tx) }
             var update: BSONDocument
             switch change {
             case .rename(let name): update = ["$set": ["name": .string(name), "updatedAt": .date(now)]]
@@ -232,7 +234,8 @@ public enum ChatStore {
                         ["$inc": ["lastSeq": .int64(Int64(list.count))], "$set": [
                             "updatedAt": .date(now),
                             "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
-                                            "text": .string(String(last.text?.prefix(200) ?? "")), "createdAt": .date(now)],
+                                            "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
+                                            "createdAt": .date(now)],
                         ]])
             }
             // A conversation deleted meanwhile: retry the batch (it then fails those sends).

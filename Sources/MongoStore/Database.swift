@@ -12,7 +12,8 @@ public final class Database: @unchecked Sendable {
     private let pool: OpaquePointer
     private let queueLimit: Int
     private let condition = NSCondition()
-    private var jobs: [Job] = []
+    /// Taken jobs are cleared at once: a finished job's closure (and the session it captured) must not outlive it.
+    private var jobs: [Job?] = []
     private var jobsHead = 0
     private var running = true
     private var busyWorkers = 0
@@ -129,9 +130,14 @@ public final class Database: @unchecked Sendable {
             condition.lock()
             while running && jobsHead == jobs.count { condition.wait() }
             if jobsHead == jobs.count { condition.unlock(); return }   // stopped and drained
-            let job = jobs[jobsHead]
+            let job = jobs[jobsHead]!
+            jobs[jobsHead] = nil
             jobsHead += 1
-            if jobsHead > 1024 && jobsHead * 2 > jobs.count { jobs.removeFirst(jobsHead); jobsHead = 0 }
+            if jobsHead == jobs.count {
+                jobs.removeAll(keepingCapacity: jobs.count <= 4096); jobsHead = 0
+            } else if jobsHead > 1024 && jobsHead * 2 > jobs.count {
+                jobs.removeFirst(jobsHead); jobsHead = 0
+            }
             busyWorkers += 1
             queueDepthGauge.record(jobs.count - jobsHead)
             condition.unlock()
@@ -159,6 +165,6 @@ public final class Database: @unchecked Sendable {
         jobsHead = 0
         condition.unlock()
         if !abandoned.isEmpty { logger.warning("shutdown: \(abandoned.count) database jobs not run") }
-        for job in abandoned { job.run(nil) }
+        for job in abandoned { job?.run(nil) }
     }
 }

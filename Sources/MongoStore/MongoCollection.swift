@@ -1,4 +1,5 @@
 import CMongoC
+import CMongoShim
 import Foundation
 
 /// One collection on a client popped from the pool, for the duration of a job. Not thread-safe:
@@ -43,8 +44,8 @@ public final class MongoCollection {
 
     @discardableResult
     public func updateOne(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false) throws(DatabaseError) -> UpdateResult {
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let ok = filter.withBSON { f in
             update.withBSON { u in
@@ -62,8 +63,8 @@ public final class MongoCollection {
     /// Several single-document updates in one round trip (unordered). Returns the matched count.
     public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)]) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
@@ -77,8 +78,8 @@ public final class MongoCollection {
 
     @discardableResult
     public func updateMany(_ filter: BSONDocument, _ update: BSONDocument) throws(DatabaseError) -> UpdateResult {
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let ok = filter.withBSON { f in
             update.withBSON { u in withOptions([:]) { opts in mongoc_collection_update_many(handle, f, u, opts, reply, &error) } }
@@ -99,8 +100,8 @@ public final class MongoCollection {
     }
 
     private func delete(_ filter: BSONDocument, one: Bool) throws(DatabaseError) -> Int64 {
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let ok = filter.withBSON { f in
             withOptions([:]) { opts in
@@ -162,8 +163,8 @@ public final class MongoCollection {
         if upsert { flags |= MONGOC_FIND_AND_MODIFY_UPSERT.rawValue }
         if returnNew { flags |= MONGOC_FIND_AND_MODIFY_RETURN_NEW.rawValue }
         mongoc_find_and_modify_opts_set_flags(opts, mongoc_find_and_modify_flags_t(rawValue: flags))
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let ok = filter.withBSON { f in
             update.withBSON { u in
@@ -183,8 +184,8 @@ public final class MongoCollection {
         let opts = mongoc_find_and_modify_opts_new()!
         defer { mongoc_find_and_modify_opts_destroy(opts) }
         mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_REMOVE)
-        let reply = bson_new()!
-        defer { bson_destroy(reply) }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let ok = filter.withBSON { f in
             withOptions([:]) { extra in

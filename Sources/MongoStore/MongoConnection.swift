@@ -1,5 +1,6 @@
 import ChatDomain
 import CMongoC
+import CMongoShim
 import Foundation
 
 /// A client popped from the pool for one job on one worker thread.
@@ -58,8 +59,8 @@ public final class MongoConnection {
             guard mongoc_client_session_start_transaction(handle, nil, &error) else { throw DatabaseError(error) }
             do {
                 let result = try body(inner, attempt)
-                let reply = bson_new()!
-                defer { bson_destroy(reply) }
+                let reply = chat_bson_reply_new()!
+                defer { chat_bson_reply_free(reply) }
                 if mongoc_client_session_commit_transaction(handle, reply, &error) { return result }
                 throw DatabaseError(error)
             } catch let failure as DatabaseError where failure.isTransactionConflict || alsoRetry(failure) {

@@ -36,8 +36,6 @@ public final class WebSocketConnection {
     /// Bytes queued and not yet written.
     public var pendingBytes: Int { queuedBytes }
     public let request: UpgradeRequest
-    /// Application state for this connection (the chat session).
-    public var context: AnyObject?
     public private(set) var state: State = .open
 
     let wsi: OpaquePointer

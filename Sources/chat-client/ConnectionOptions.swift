@@ -6,7 +6,7 @@ import Foundation
 struct ConnectionOptions: ParsableArguments {
     static let defaultURL = "ws://127.0.0.1:3000/ws"
 
-    @Option(help: "Server URL, ws:// or wss:// (default: $CHAT_URL, else \(defaultURL)).")
+    @Option(help: "Server URL, ws:// or wss:// (default: $CHAT_URL, else ws://127.0.0.1:$PORT/ws with PORT from the environment or .env as chat-server reads it, else \(defaultURL)).")
     var url: String?
     @Option(help: "Session token (default: $CHAT_TOKEN).")
     var token: String?
@@ -23,12 +23,30 @@ struct ConnectionOptions: ParsableArguments {
 
     func serverURL() throws -> URL {
         let env = ProcessInfo.processInfo.environment["CHAT_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        let text = url ?? env ?? Self.defaultURL
+        let text = url ?? env ?? Self.localURL()
         guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(), ["ws", "wss"].contains(scheme),
               parsed.host != nil else {
             throw Failure("'\(text)' is not a ws:// or wss:// URL (for example \(Self.defaultURL))")
         }
         return parsed
+    }
+
+    /// The server `make run` starts from this directory: its PORT (environment, then `.env`).
+    static func localURL(environment: [String: String] = ProcessInfo.processInfo.environment, dotEnv: String = ".env") -> String {
+        var port = environment["PORT"].flatMap { $0.isEmpty ? nil : $0 }
+        if port == nil, let text = try? String(contentsOfFile: dotEnv, encoding: .utf8) {
+            for line in text.split(whereSeparator: \.isNewline) {
+                var entry = line.trimmingCharacters(in: .whitespaces)
+                if entry.hasPrefix("export ") { entry = String(entry.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+                guard entry.hasPrefix("PORT=") else { continue }
+                let value = entry.dropFirst(5).split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
+                let bare = value.trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
+                if !bare.isEmpty { port = bare }
+            }
+        }
+        // PORT=0 lets the kernel pick: nothing to guess from here.
+        guard let port, let number = Int(port), (1...65535).contains(number) else { return defaultURL }
+        return "ws://127.0.0.1:\(number)/ws"
     }
 
     func tokenSource(developmentUser user: String?) throws -> TokenSource {

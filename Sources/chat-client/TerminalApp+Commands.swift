@@ -59,15 +59,14 @@ extension TerminalApp {
         }
     }
 
+    /// Every user, page after page.
     private func who() {
         busy = true
-        connection.users(UsersQuery(limit: 200)) { [self] result in
-            switch result {
-            case .success(let page):
-                for u in page.users { names[u.userID] = u.displayName }
-                showWho(page.users)
-                watch(page.users.map(\.userID))
-            case .failure(let error): note("cannot list users: \(error)", error: true)
+        directory(onlineOnly: false) { [self] users in
+            if let users {
+                for u in users { names[u.userID] = u.displayName }
+                showWho(users)
+                watch(users.map(\.userID))
             }
             busy = false
             pump()

@@ -211,9 +211,7 @@ final class TerminalApp: @unchecked Sendable {
         case .presence(let p):
             let before = presence[p.userID]
             presence[p.userID] = p
-            if before?.isOnline != p.isOnline && p.userID != me {
-                note(p.isOnline ? "\(palette.online(name(p.userID))) is online" : "\(name(p.userID)) went offline")
-            }
+            if before?.isOnline != p.isOnline { announce(p) }
             updateStatus()
         case .other(let json):
             if json["type"]?.stringValue == "error" {
@@ -226,13 +224,13 @@ final class TerminalApp: @unchecked Sendable {
     private func startUp() {
         busy = true
         refreshConversations(show: true) { [self] in
-            connection.users(UsersQuery(limit: 200)) { [self] result in
-                if case .success(let page) = result {
-                    for u in page.users {
+            directory(onlineOnly: false) { [self] users in
+                if let users {
+                    for u in users {
                         names[u.userID] = u.displayName
                         presence[u.userID] = PresenceSnapshot(userID: u.userID, isOnline: u.isOnline, lastSeen: u.lastSeen)
                     }
-                    showWho(page.users)
+                    showWho(users, atMost: Self.startScreenUsers)
                 }
                 watch(Array(presence.keys) + conversations.values.flatMap(\.members))
                 scheduleDirectoryRefresh()
@@ -244,13 +242,37 @@ final class TerminalApp: @unchecked Sendable {
         }
     }
 
-    func refreshConversations(show: Bool, then: @escaping () -> Void) {
-        connection.listConversations(limit: 200) { [self] result in
+    /// The start screen lists this many users; /who lists them all.
+    static let startScreenUsers = 200
+
+    /// Every page of the user directory (`users.query` following `next`), one request at a time;
+    /// nil (after a note) when a page failed.
+    func directory(onlineOnly: Bool, quiet: Bool = false, after: String? = nil, collected: [DirectoryUser] = [],
+                   then done: @escaping ([DirectoryUser]?) -> Void) {
+        connection.users(UsersQuery(onlineOnly: onlineOnly, limit: ClientFrame.maxPageSize, after: after)) { [self] result in
             switch result {
-            case .success(let list):
-                for s in list {
+            case .success(let page):
+                let all = collected + page.users
+                guard let next = page.next, !page.users.isEmpty else { return done(all) }
+                directory(onlineOnly: onlineOnly, quiet: quiet, after: next, collected: all, then: done)
+            case .failure(let error):
+                if !quiet { note("cannot list users: \(error)", error: true) }
+                done(nil)
+            }
+        }
+    }
+
+    /// Every page of my conversations (following `next`), then `then`.
+    func refreshConversations(show: Bool, before: ConversationCursor? = nil, then: @escaping () -> Void) {
+        connection.listConversations(limit: ClientFrame.maxPageSize, before: before) { [self] result in
+            switch result {
+            case .success(let page):
+                for s in page.conversations {
                     remember(s.conversation)
                     unread[s.conversation.id] = s.conversation.id == current ? 0 : s.unread
+                }
+                if let next = page.next, !page.conversations.isEmpty {
+                    return refreshConversations(show: show, before: next, then: then)
                 }
                 if show { showConversations() }
             case .failure(let error):
@@ -262,22 +284,28 @@ final class TerminalApp: @unchecked Sendable {
     }
 
     /// Users who signed in for the first time after we started are not watched yet: look for them
-    /// now and then (presence only reports users one has subscribed to).
+    /// among the users online now (every page) and then (presence only reports users one has
+    /// subscribed to). Online users only: a newcomer is online when first seen, and the whole
+    /// directory could be far larger.
     private func scheduleDirectoryRefresh() {
         DispatchQueue.global().asyncAfter(deadline: .now() + 10) { [self] in
             connection.loop.post { [self] in
-                connection.users(UsersQuery(limit: 200)) { [self] result in
-                    if case .success(let page) = result {
-                        for u in page.users where names[u.userID] == nil && u.userID != me {
-                            names[u.userID] = u.displayName
-                            if u.isOnline && presence[u.userID] == nil { note("\(palette.online(u.displayName)) is online (new here)") }
-                        }
-                        watch(page.users.map(\.userID))
+                directory(onlineOnly: true, quiet: true) { [self] users in   // tried again in 10 s
+                    for u in users ?? [] where names[u.userID] == nil && u.userID != me {
+                        names[u.userID] = u.displayName
+                        if u.isOnline && presence[u.userID] == nil { note("\(palette.online(u.displayName)) is online (new here)") }
                     }
+                    watch((users ?? []).map(\.userID))
                     scheduleDirectoryRefresh()
                 }
             }
         }
+    }
+
+    /// `* bob is online` / `* bob went offline`.
+    private func announce(_ p: PresenceSnapshot) {
+        guard p.userID != me else { return }
+        note(p.isOnline ? "\(palette.online(name(p.userID))) is online" : "\(name(p.userID)) went offline")
     }
 
     /// Subscribes to presence of users not watched yet.
@@ -285,9 +313,28 @@ final class TerminalApp: @unchecked Sendable {
         let fresh = Set(users).subtracting([me]).filter { !watched.contains($0) }
         guard !fresh.isEmpty else { return }
         watched.formUnion(fresh)
-        connection.subscribePresence(Array(fresh).sorted()) { [self] result in
-            if case .success(let snapshots) = result { for p in snapshots { presence[p.userID] = p } }
+        subscribe(Array(fresh).sorted())
+    }
+
+    /// At most 1000 ids per request (the protocol's limit), one request after the other so that a
+    /// directory of any size stays within the rate limit.
+    private func subscribe(_ ids: [String]) {
+        guard !ids.isEmpty else { return }
+        let chunk = Array(ids.prefix(ClientFrame.maxPresenceSubscriptions))
+        connection.subscribePresence(chunk) { [self] result in
+            switch result {
+            case .success(let snapshots):
+                for p in snapshots {
+                    // Someone who came or went between the directory page and this reply.
+                    if let before = presence[p.userID], before.isOnline != p.isOnline { announce(p) }
+                    presence[p.userID] = p
+                }
+            case .failure(let error):
+                watched.subtract(chunk)   // watched again at the next chance
+                note("cannot watch presence: \(error)", error: true)
+            }
             updateStatus()
+            subscribe(Array(ids.dropFirst(chunk.count)))
         }
     }
     private var watched: Set<String> = []
@@ -302,6 +349,9 @@ final class TerminalApp: @unchecked Sendable {
     func show(_ m: ChatMessage, live: Bool) {
         messageIDs[m.conversationID, default: [:]][m.seq] = m.id
         if conversations[m.conversationID] == nil { refreshConversations(show: false) { } }
+        // A message from someone ends their "typing…" (the protocol's rule): the status drawn under
+        // the message line must already say so.
+        if live, typingUntil[m.conversationID]?.removeValue(forKey: m.senderID) != nil { composeStatus() }
         if m.conversationID == current {
             oldestShown[m.conversationID] = min(oldestShown[m.conversationID] ?? m.seq, m.seq)
             line(m)
@@ -311,7 +361,6 @@ final class TerminalApp: @unchecked Sendable {
             if live && m.senderID != me { unread[m.conversationID, default: 0] += 1 }
             updateStatus()
         }
-        typingUntil[m.conversationID]?[m.senderID] = nil
     }
 
     /// `12:03 #5 [group] <bob> text (edited)`: the #seq is what /edit and /delete take.
@@ -335,6 +384,12 @@ final class TerminalApp: @unchecked Sendable {
     }
 
     func updateStatus() {
+        composeStatus()
+        screen.redraw()
+    }
+
+    /// The status line and prompt from the current state (drawn with the next output).
+    func composeStatus() {
         var parts = [me.isEmpty ? "…" : name(me)]
         if let current {
             parts.append(label(current) + (conversations[current]?.kind == .group ? " (group)" : ""))
@@ -354,7 +409,6 @@ final class TerminalApp: @unchecked Sendable {
         if let connectionNote { parts.append(connectionNote) }
         screen.status = " " + parts.joined(separator: " │ ")
         screen.prompt = current.map { "[\(label($0))] > " } ?? "> "
-        screen.redraw()
     }
 
     func showConversations() {
@@ -367,15 +421,18 @@ final class TerminalApp: @unchecked Sendable {
         }
     }
 
-    func showWho(_ users: [DirectoryUser]) {
+    /// Online users first; past `atMost` lines, a note says how many more there are.
+    func showWho(_ users: [DirectoryUser], atMost: Int = .max) {
         let others = users.filter { $0.userID != me }
         guard !others.isEmpty else { return note("nobody else here yet") }
-        note("users:")
-        for u in others.sorted(by: { ($0.isOnline ? 0 : 1, $0.displayName) < ($1.isOnline ? 0 : 1, $1.displayName) }) {
+        note("users (\(others.count)):")
+        let sorted = others.sorted(by: { ($0.isOnline ? 0 : 1, $0.displayName) < ($1.isOnline ? 0 : 1, $1.displayName) })
+        for u in sorted.prefix(atMost) {
             let id = u.displayName == u.userID ? "" : palette.dim(" (\(u.userID))")
             if u.isOnline { screen.line("  \(palette.online("●")) \(u.displayName)\(id) online") }
             else { screen.line("  ○ \(u.displayName)\(id) \(palette.dim("last seen " + Self.lastSeen(u.lastSeen)))") }
         }
+        if sorted.count > atMost { note("… and \(sorted.count - atMost) more users not shown: /who lists them all") }
     }
 
     // MARK: names

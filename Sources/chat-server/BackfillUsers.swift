@@ -24,25 +24,35 @@ struct BackfillUsers: ParsableCommand {
     var envFile: String = ".env"
 
     func run() throws {
-        var values = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(DotEnv.parse) ?? [:]
-        values.merge(ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }) { $1 }
-        guard let secret = values["CLERK_SECRET_KEY"] else { throw ValidationError("CLERK_SECRET_KEY is not set") }
+        try runTool("backfill-users") { try backfill() }
+    }
+
+    private func backfill() throws {
+        let values = toolSettings(envFile: envFile)
+        guard let secret = values["CLERK_SECRET_KEY"] else {
+            throw ToolFailure.setting("CLERK_SECRET_KEY is not set (environment or \(envFile)): the Backend API key from Clerk's dashboard")
+        }
         let apiURL = apiURL ?? values["CLERK_API_URL"] ?? "https://api.clerk.com"
-        let uri = try MongoURI(values["MONGODB_URI"] ?? Config.defaultMongoURI)
+        let uri: MongoURI
+        do { uri = try MongoURI(values["MONGODB_URI"] ?? Config.defaultMongoURI) } catch {
+            throw ToolFailure.setting("MONGODB_URI: not a MongoDB connection string (\(error.message))")
+        }
         let database = Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
-        try database.withConnection { try Schema.ensureIndexes(on: $0) }
+        do { try database.withConnection { try Schema.ensureIndexes(on: $0) } } catch let error as DatabaseError where error.isUnavailable {
+            throw ToolFailure.failed("cannot reach MongoDB at \(uri.masked) (\(error)): is it running, or is MONGODB_URI wrong?")
+        }
         var offset = 0
         var counts: [WebhookOutcome: Int] = [:]
         while true {
-            guard var components = URLComponents(string: apiURL + "/v1/users") else { throw ValidationError("bad --api-url") }
+            guard var components = URLComponents(string: apiURL + "/v1/users") else { throw ToolFailure.setting("--api-url: '\(apiURL)' is not a URL") }
             components.queryItems = [URLQueryItem(name: "limit", value: String(pageSize)), URLQueryItem(name: "offset", value: String(offset)),
                                      URLQueryItem(name: "order_by", value: "created_at")]
             var request = URLRequest(url: components.url!)
             request.setValue("Bearer \(secret)", forHTTPHeaderField: "Authorization")
-            let (status, body) = try HTTPCall.send(request)
-            guard status == 200 else { throw ValidationError("Clerk answered \(status) for \(components.url!.path)") }
+            let (status, body) = try HTTPCall.send(request, what: "the Clerk Backend API")
+            guard status == 200 else { throw ToolFailure.failed("Clerk answered \(status) for \(components.url!.path)\(status == 401 ? ": is CLERK_SECRET_KEY right?" : "")") }
             guard let page = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [Any] else {
-                throw ValidationError("Clerk's answer is not a list of users")
+                throw ToolFailure.failed("Clerk's answer is not a list of users")
             }
             for user in page {
                 let envelope = try JSONSerialization.data(withJSONObject: ["type": "user.updated", "object": "event", "data": user])

@@ -10,10 +10,18 @@ struct DevKeys: ParsableCommand {
 
     @Option(help: "Directory of the key pair (git-ignored).")
     var dir: String = ".dev-keys"
+    @Flag(help: "Print the development webhook secret instead (created once in the same directory; `make run` serves with it when CLERK_WEBHOOK_SECRET is unset).")
+    var webhookSecret = false
 
     func run() throws {
-        let keys = try DevelopmentKeys.loadOrCreate(in: URL(fileURLWithPath: dir))
-        print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
+        try runTool("dev-keys") {
+            if webhookSecret {
+                print(try DevelopmentKeys.loadOrCreateWebhookSecret(in: URL(fileURLWithPath: dir)))
+                return
+            }
+            let keys = try DevelopmentKeys.loadOrCreate(in: URL(fileURLWithPath: dir))
+            print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
+        }
     }
 }
 
@@ -35,6 +43,10 @@ struct MintToken: ParsableCommand {
     var dir: String = ".dev-keys"
 
     func run() throws {
+        try runTool("mint-token") { try mint() }
+    }
+
+    private func mint() throws {
         let keys = try DevelopmentKeys.loadOrCreate(in: URL(fileURLWithPath: dir))
         let token = try DevelopmentKeys.mint(privateKeyPEM: keys.privateKeyPEM, userID: user,
                                              sessionID: session ?? "sess_dev_\(user)", lifetime: TimeInterval(ttl),

@@ -10,7 +10,9 @@ enum HTTPCall {
         var result: Result<(Int, String), Error> = .failure(URLError(.unknown))
     }
 
-    static func send(_ request: URLRequest) throws -> (Int, String) {
+    /// The status and body; a transport failure is a ToolFailure naming the host and the reason in
+    /// words (`what` names the other side, e.g. "chat-server"), never Foundation's error dump.
+    static func send(_ request: URLRequest, what: String) throws -> (Int, String) {
         let done = DispatchSemaphore(value: 0)
         let outcome = Outcome()
         URLSession.shared.dataTask(with: request) { data, response, error in
@@ -21,6 +23,28 @@ enum HTTPCall {
             done.signal()
         }.resume()
         done.wait()
-        return try outcome.result.get()
+        do { return try outcome.result.get() } catch {
+            throw ToolFailure.failed(describe(error, url: request.url, what: what))
+        }
+    }
+
+    static func describe(_ error: Error, url: URL?, what: String) -> String {
+        let target = url.map { u in "\(u.scheme ?? "http")://\(u.host ?? "")\(u.port.map { ":\($0)" } ?? "")" } ?? "the server"
+        let raw = (error as NSError).code
+        let code: URLError.Code? = (error as? URLError)?.code ?? URLError.Code(rawValue: raw)
+        let reason: String
+        switch code {
+        case .cannotConnectToHost: reason = "connection refused: is \(what) running there?"
+        case .timedOut: reason = "timed out"
+        case .cannotFindHost, .dnsLookupFailed: reason = "unknown host"
+        case .networkConnectionLost: reason = "the connection was dropped"
+        case .notConnectedToInternet: reason = "no network"
+        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
+             .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
+            reason = "TLS handshake failed"
+        case .badURL, .unsupportedURL: reason = "not a usable URL"
+        default: reason = "network error \(raw)"
+        }
+        return "cannot reach \(what) at \(target) (\(reason))"
     }
 }

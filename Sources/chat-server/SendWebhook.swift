@@ -25,41 +25,67 @@ struct SendWebhook: ParsableCommand {
     @Option var firstName: String?
     @Option var lastName: String?
 
-    @Option(help: "Server base URL.")
-    var url: String = "http://127.0.0.1:\(ProcessInfo.processInfo.environment["PORT"] ?? "3000")"
+    @Option(help: "Server base URL (default: http://127.0.0.1:PORT, PORT from the environment or .env, else 3000).")
+    var url: String?
     @Option(help: "The svix-id (default: a new one; repeat one to test idempotency).")
     var id: String?
-    @Option(help: "The .env file to read CLERK_WEBHOOK_SECRET from (the environment wins).")
+    @Option(help: "The .env file to read CLERK_WEBHOOK_SECRET and PORT from (the environment wins).")
     var envFile: String = ".env"
+    @Option(help: "Where `make run` keeps the development webhook secret, used when CLERK_WEBHOOK_SECRET is unset.")
+    var keysDir: String = ".dev-keys"
 
     func run() throws {
-        var values = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(DotEnv.parse) ?? [:]
-        values.merge(ProcessInfo.processInfo.environment) { $1 }
-        guard let secretText = values["CLERK_WEBHOOK_SECRET"]?.split(whereSeparator: { $0 == " " || $0 == "," }).first else {
-            throw ValidationError("CLERK_WEBHOOK_SECRET is not set (environment or \(envFile))")
-        }
-        let secret = try WebhookSecret(parsing: String(secretText))
-        let body: [UInt8]
-        if let file {
-            body = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
-        } else {
-            body = Array(try buildEvent())
-        }
-        let messageID = id ?? "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        let timestamp = Int(Date().timeIntervalSince1970)
-        let signature = WebhookVerifier.sign(secret: secret, id: messageID, timestamp: timestamp, body: body)
+        try runTool("send-webhook") {
+            let values = toolSettings(envFile: envFile)
+            let secret = try signingSecret(values)
+            let body: [UInt8]
+            if let file {
+                do { body = Array(try Data(contentsOf: URL(fileURLWithPath: file))) } catch {
+                    throw ToolFailure.failed("cannot read \(file)")
+                }
+            } else {
+                body = Array(try buildEvent())
+            }
+            let messageID = id ?? "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let timestamp = Int(Date().timeIntervalSince1970)
+            let signature = WebhookVerifier.sign(secret: secret, id: messageID, timestamp: timestamp, body: body)
 
-        guard let endpoint = URL(string: url + "/api/webhooks/clerk") else { throw ValidationError("bad --url") }
-        var request = URLRequest(url: endpoint)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body)
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(messageID, forHTTPHeaderField: "svix-id")
-        request.setValue(String(timestamp), forHTTPHeaderField: "svix-timestamp")
-        request.setValue(signature, forHTTPHeaderField: "svix-signature")
-        let (status, answer) = try HTTPCall.send(request)
-        print("\(status) \(answer)  (svix-id \(messageID))")
-        if !(200..<300).contains(status) { throw ExitCode(1) }
+            let base = url ?? "http://127.0.0.1:\(values["PORT"] ?? "3000")"
+            guard let endpoint = URL(string: base + "/api/webhooks/clerk"), endpoint.host != nil else {
+                throw ToolFailure.setting("--url: '\(base)' is not an http(s) URL")
+            }
+            var request = URLRequest(url: endpoint, timeoutInterval: 30)
+            request.httpMethod = "POST"
+            request.httpBody = Data(body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue(messageID, forHTTPHeaderField: "svix-id")
+            request.setValue(String(timestamp), forHTTPHeaderField: "svix-timestamp")
+            request.setValue(signature, forHTTPHeaderField: "svix-signature")
+            let (status, answer) = try HTTPCall.send(request, what: "chat-server")
+            let summary = "\(status) \(answer)  (svix-id \(messageID))"
+            guard (200..<300).contains(status) else {
+                let hint = status == 400 ? ": is the secret the server's CLERK_WEBHOOK_SECRET?" : ""
+                throw ToolFailure.failed("the server answered \(summary)\(hint)")
+            }
+            print(summary)
+        }
+    }
+
+    /// CLERK_WEBHOOK_SECRET (environment, then .env; the first of several), else the development
+    /// secret `make run` created and gave the server.
+    private func signingSecret(_ values: [String: String]) throws -> WebhookSecret {
+        if let text = values["CLERK_WEBHOOK_SECRET"]?.split(whereSeparator: { $0 == " " || $0 == "," }).first {
+            do { return try WebhookSecret(parsing: String(text)) } catch {
+                throw ToolFailure.setting("CLERK_WEBHOOK_SECRET: \(error)")
+            }
+        }
+        let path = (keysDir as NSString).appendingPathComponent(DevelopmentKeys.webhookSecretFile)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ToolFailure.setting("no webhook secret: set CLERK_WEBHOOK_SECRET (environment or \(envFile)), or start the server "
+                                      + "with `make run`, which creates \(path) in development")
+        }
+        let text = try DevelopmentKeys.loadOrCreateWebhookSecret(in: URL(fileURLWithPath: keysDir))
+        return try WebhookSecret(parsing: text)
     }
 
     private func buildEvent() throws -> Data {
@@ -80,7 +106,7 @@ struct SendWebhook: ParsableCommand {
                 "created_at": now, "updated_at": now,
             ]
         default:
-            throw ValidationError("--type must be user.created, user.updated or user.deleted")
+            throw ToolFailure.setting("--type must be user.created, user.updated or user.deleted")
         }
         let event: [String: Any] = ["type": type, "object": "event", "timestamp": now, "data": data,
                                     "instance_id": "ins_local_development"]

@@ -138,3 +138,17 @@ import Testing
         #expect(PresenceRules.lastSeen(forDeadInstanceHeartbeat: beat, now: beat.addingTimeInterval(40)) == beat)
     }
 }
+
+@Suite struct FrameEncodingTests {
+    @Test func framesAreUTF8JSONWhateverTheMessageType() throws {
+        #expect(ClientFrame.isValidUTF8(Array(#"{"type":"ping","id":"é"}"#.utf8)))
+        #expect(!ClientFrame.isValidUTF8([0x7B, 0xFF, 0x7D]))               // a stray byte
+        #expect(!ClientFrame.isValidUTF8([0xED, 0xA0, 0x80]))               // a UTF-16 surrogate
+        #expect(!ClientFrame.isValidUTF8([0xC0, 0xAF]))                     // an overlong '/'
+        // UTF-16LE without a byte order mark is valid UTF-8 byte for byte; Foundation would read it
+        // as UTF-16 by its zero bytes. It is not UTF-8 JSON: bad_json.
+        let utf16 = Array(#"{"type":"ping"}"#.data(using: .utf16LittleEndian)!)
+        #expect(ClientFrame.isValidUTF8(utf16))
+        #expect(throws: FrameError(.badJSON, "a frame is one JSON object (UTF-8)")) { try ClientFrame.decode(utf16) }
+    }
+}

@@ -14,6 +14,11 @@ bson_iter_t *chat_bson_iter_child(bson_iter_t *iter);   // NULL unless at a docu
 void chat_bson_iter_free(bson_iter_t *iter);
 int chat_bson_iter_oid_hex(const bson_iter_t *iter, char out[25]);
 
+/// A reply out-parameter: libmongoc expects an *uninitialized* bson_t there and re-initializes it
+/// (bson_new()'s heap struct would then never be freed: 128 bytes lost per call).
+bson_t *chat_bson_reply_new(void);
+void chat_bson_reply_free(bson_t *reply);
+
 /// A stack-free bson_error_t accessor pair.
 typedef struct chat_bson_error { uint32_t domain; uint32_t code; char message[504]; } chat_bson_error;
 void chat_bson_error_copy(const bson_error_t *from, chat_bson_error *to);

@@ -87,7 +87,16 @@ extension ClientFrame {
     /// A directory search is a few words; the embedded database refuses patterns over 1,000 bytes.
     public static let maxSearchBytes = 200
 
+    /// Frames are UTF-8 JSON, text or binary alike (RFC 6455 8.1: bytes read as UTF-8 that are not
+    /// UTF-8 fail the connection, 1007). lws checks text messages; the channel checks binary ones here.
+    public static func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+        String(validating: bytes, as: UTF8.self) != nil
+    }
+
     public static func decode(_ bytes: [UInt8]) throws(FrameError) -> ClientFrame {
+        // A raw NUL is never part of UTF-8 JSON; refusing it keeps Foundation from reading the frame
+        // as UTF-16 or UTF-32, which it detects by their zero bytes.
+        guard !bytes.contains(0) else { throw FrameError(.badJSON, "a frame is one JSON object (UTF-8)") }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
             throw FrameError(.badJSON, "a frame is one JSON object")
         }

@@ -20,6 +20,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
 /// Close codes the server uses. Documented in protocol/README.md.
 public enum ChannelCloseCode: UInt16, Sendable, CaseIterable {
     case normal = 1000
+    case invalidPayload = 1007                // a message (text or binary) that is not valid UTF-8
     case messageTooBig = 1009                 // inbound message over the size limit
     case internalError = 1011
     case serviceRestart = 1012                // server shutting down: reconnect (to another instance)
