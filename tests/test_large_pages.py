@@ -20,9 +20,14 @@ def uid(name):
     return f"user_{name}_{uuid.uuid4().hex[:8]}"
 
 
+# The tests send up to 150 messages in bursts of 25: over the default rate limit (bursts of 100),
+# whose dropped frames are answered without their id.
+ENV = {**ISSUER.env(), "WS_RATE_LIMIT": "1000", "WS_RATE_BURST": "1000"}
+
+
 @pytest.fixture
 def server(mongo_uri):
-    s = Server(mongo_uri, env=ISSUER.env())
+    s = Server(mongo_uri, env=ENV)
     yield s
     s.stop()
 
@@ -177,7 +182,7 @@ def test_sync_over_many_conversations_is_cut_and_says_so(server):
 def test_conversations_list_of_large_groups_is_cut_at_the_byte_bound(mongo_uri):
     # Members are real users (the group check needs them): 150 ids of 100 bytes in 30 groups carry
     # ~450 KB, more than one page; `next` continues after the last one sent.
-    s = Server(mongo_uri, env=ISSUER.env())
+    s = Server(mongo_uri, env=ENV)
     try:
         members = [f"user_{i:03d}_" + "m" * 91 for i in range(150)]
         s.db.users.insert_many([{"clerkId": m, "deleted": False, "isOnline": False} for m in members])
