@@ -1,11 +1,12 @@
 # make run   - install what is missing, start the embedded MongoDB when MONGODB_URI is not configured,
 #              build chat-server and chat-client in release mode and start chat-server.
 # make test  - the same set-up, a throwaway database on a free port, the whole test suite.
+# make fuzz  - libFuzzer targets of fuzz/ (parsers of untrusted bytes), FUZZ_SECONDS (60) each.
 SHELL := /bin/bash
 VENV := .venv
-SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv
+SYSTEM_PACKAGES := libssl-dev libmongoc-dev libwebsockets-dev pkg-config python3-venv nodejs node-typescript chromium
 
-.PHONY: run test bench build deps system-deps venv clean
+.PHONY: run test bench fuzz build deps system-deps venv clean
 
 run: deps
 	swift build -c release --product chat-server
@@ -17,6 +18,9 @@ test: deps
 
 bench: deps
 	scripts/bench.sh
+
+fuzz: system-deps
+	scripts/fuzz.sh
 
 build: deps
 	swift build

@@ -11,6 +11,10 @@ let package = Package(
         .executable(name: "chat-client", targets: ["chat-client"]),
         .executable(name: "chat-bench", targets: ["chat-bench"]),
         .library(name: "ChatTesting", targets: ["ChatTesting"]),
+        // The parsers of untrusted bytes, for the fuzz targets in fuzz/ (a separate package).
+        .library(name: "ChatDomain", targets: ["ChatDomain"]),
+        .library(name: "ClerkAuth", targets: ["ClerkAuth"]),
+        .library(name: "EnvFile", targets: ["EnvFile"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -34,6 +38,8 @@ let package = Package(
 
         // Plain Swift: users, presence, webhook events, the wire protocol. No C, no I/O.
         .target(name: "ChatDomain"),
+        // Plain Swift: the `.env` file reader (no I/O; the caller reads the file).
+        .target(name: "EnvFile"),
         // Svix webhook verification and Clerk session tokens (OpenSSL for HMAC and RSA).
         .target(name: "ClerkAuth", dependencies: ["ChatDomain", "COpenSSL"]),
         // libmongoc adapter: worker pool, BSON mapping, stores.
@@ -51,7 +57,7 @@ let package = Package(
         .target(name: "WebSocketClient", dependencies: ["CLwsShim"]),
         // Composition: configuration, routes, presence, metrics, shutdown.
         .target(name: "ChatServer", dependencies: [
-            "ChatDomain", "ClerkAuth", "MongoStore", "WebSocketServer",
+            "ChatDomain", "ClerkAuth", "EnvFile", "MongoStore", "WebSocketServer",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -59,7 +65,7 @@ let package = Package(
         // Starts the embedded database and real server processes for integration tests.
         .target(name: "ChatTesting", dependencies: ["ClerkAuth", "ChatDomain", "MongoStore"]),
         .executableTarget(name: "chat-server", dependencies: [
-            "ChatServer", "ClerkAuth", "ChatDomain",
+            "ChatServer", "ClerkAuth", "ChatDomain", "EnvFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,7 +84,10 @@ let package = Package(
 
         .testTarget(name: "ChatDomainTests", dependencies: ["ChatDomain"]),
         .testTarget(name: "ClerkAuthTests", dependencies: ["ClerkAuth", "ChatDomain"]),
-        .testTarget(name: "ChatServerTests", dependencies: ["ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain"]),
+        .testTarget(name: "ChatServerTests", dependencies: [
+            "ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain", "EnvFile", "MongoStore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "ChatDomain"]),
     ],
     swiftLanguageModes: [.v5]

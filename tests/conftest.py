@@ -44,6 +44,7 @@ def pytest_runtest_makereport(item, call):
     # A failed test shows what its servers logged: a presence or delivery failure is read there.
     outcome = yield
     report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)   # fixtures can see how the test went (browser screenshots)
     if report.when == "call" and report.failed:
         for n, server in enumerate(_servers_this_test):
             report.sections.append((f"chat-server {n} log (last 150 lines)", "\n".join(server.lines[-150:])))
@@ -101,7 +102,7 @@ class Mongo:
 class Server:
     """A chat-server process on a kernel-chosen port."""
 
-    def __init__(self, mongo_uri, env=None, db_name=None):
+    def __init__(self, mongo_uri, env=None, db_name=None, cwd=None):
         self.db_name = db_name or "py_" + uuid.uuid4().hex[:12]
         self.mongo_uri = f"{mongo_uri}/{self.db_name}"
         full = {k: v for k, v in os.environ.items() if not k.startswith("CLERK_") and k != "MONGODB_URI"}
@@ -111,7 +112,7 @@ class Server:
         full.update(env or {})
         self.lines = []
         _servers_this_test.append(self)
-        self.proc = subprocess.Popen([SERVER_BIN, "serve", "--env-file", "/nonexistent"], env=full,
+        self.proc = subprocess.Popen([SERVER_BIN, "serve", "--env-file", "/nonexistent"], env=full, cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _children.append(self.proc)
         self.port = None

@@ -44,7 +44,7 @@ chat_lws *chat_lws_create(const chat_lws_options *o) {
     info.user = o->user;
     info.gid = -1;
     info.uid = -1;
-    info.max_http_header_data = 4096;
+    info.max_http_header_data2 = o->max_header_bytes ? o->max_header_bytes : 4096;
     info.retry_and_idle_policy = &s->retry;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.server_string = "chat-server";
@@ -152,6 +152,17 @@ int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int
        the close frame before the peer reads it: wait for the ack, bounded. */
     lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, ack_timeout_seconds);
     return n;
+}
+
+int chat_lws_write_ping(struct lws *wsi) {
+    unsigned char buf[LWS_PRE];
+    return lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING);
+}
+
+void chat_lws_kill(struct lws *wsi) { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); }
+
+void chat_lws_close_reason(struct lws *wsi, int code, const char *reason) {
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, reason ? strlen(reason) : 0);
 }
 
 int chat_lws_write_ws(struct lws *wsi, unsigned char *payload, size_t len, int text, int first, int final) {

@@ -37,15 +37,16 @@ public struct ChannelSettings {
                 throw ConfigError(variable: "CLERK_JWT_KEY", problem: "not a PEM RSA public key")
             }
         } else if let url = v["CLERK_JWKS_URL"] {
-            guard let parsed = URL(string: url), parsed.scheme == "https" || parsed.scheme == "http" else {
-                throw ConfigError(variable: "CLERK_JWKS_URL", problem: "'\(url)' is not an http(s) URL")
+            guard let parsed = Config.httpURL(url) else {
+                throw ConfigError(variable: "CLERK_JWKS_URL", problem: "\(ConfigError.quote(url)) is not an http(s) URL")
             }
             keySource = .jwks(parsed)
         } else if let publishable = v["CLERK_PUBLISHABLE_KEY"] {
-            guard let host = Self.frontendAPIHost(publishableKey: publishable) else {
+            guard let host = Self.frontendAPIHost(publishableKey: publishable),
+                  let url = URL(string: "https://\(host)/.well-known/jwks.json") else {
                 throw ConfigError(variable: "CLERK_PUBLISHABLE_KEY", problem: "not a Clerk publishable key (pk_test_... or pk_live_...)")
             }
-            keySource = .jwks(URL(string: "https://\(host)/.well-known/jwks.json")!)
+            keySource = .jwks(url)
         } else if environment == .production {
             throw ConfigError(variable: "CLERK_JWT_KEY", problem: "required in production (or CLERK_PUBLISHABLE_KEY / CLERK_JWKS_URL): the WebSocket channel verifies Clerk session tokens")
         } else {
@@ -53,10 +54,13 @@ public struct ChannelSettings {
             warnings.append("CLERK_JWT_KEY is not set (nor CLERK_PUBLISHABLE_KEY, CLERK_JWKS_URL): WebSocket authentication refuses every token; `make run` sets a local development key")
         }
         let client = clientURL.hasSuffix("/") ? String(clientURL.dropLast()) : clientURL
-        let extra = Self.list(v["CLERK_AUTHORIZED_PARTIES"])
+        let extra = try Self.origins(v, "CLERK_AUTHORIZED_PARTIES")
         authorizedParties = [client] + extra
         issuer = v["CLERK_ISSUER"]
-        allowedOrigins = Set([client] + extra + Self.list(v["ALLOWED_ORIGINS"]))
+        if let issuer, Config.httpURL(issuer) == nil {
+            throw ConfigError(variable: "CLERK_ISSUER", problem: "\(ConfigError.quote(issuer)) is not an http(s) URL")
+        }
+        allowedOrigins = Set([client] + extra + (try Self.origins(v, "ALLOWED_ORIGINS")))
         authTimeoutSeconds = try Config.integer(v, "WS_AUTH_TIMEOUT_SECONDS", default: 5, range: 1...60, what: "seconds")
         pingIntervalSeconds = try Config.integer(v, "WS_PING_INTERVAL_SECONDS", default: 10, range: 1...600, what: "seconds")
         pingTimeoutSeconds = try Config.integer(v, "WS_PING_TIMEOUT_SECONDS", default: 20, range: 2...900, what: "seconds")
@@ -87,7 +91,20 @@ public struct ChannelSettings {
         while encoded.count % 4 != 0 { encoded += "=" }
         guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8), text.hasSuffix("$") else { return nil }
         let host = String(text.dropLast())
-        return host.isEmpty || host.contains("/") ? nil : host
+        // A DNS name (and optional port): anything else could not form the JWKS URL.
+        let allowed = host.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || ".-:".unicodeScalars.contains($0) }
+        return host.isEmpty || !allowed ? nil : host
+    }
+
+    /// A comma or space separated list of origins (`scheme://host[:port]`), each named in the error.
+    static func origins(_ v: [String: String], _ name: String) throws(ConfigError) -> [String] {
+        let entries = list(v[name])
+        for entry in entries {
+            guard let url = URL(string: entry), let scheme = url.scheme, !scheme.isEmpty, let host = url.host, !host.isEmpty else {
+                throw ConfigError(variable: name, problem: "\(ConfigError.quote(entry)) is not an origin (scheme://host[:port])")
+            }
+        }
+        return entries
     }
 
     static func list(_ text: String?) -> [String] {

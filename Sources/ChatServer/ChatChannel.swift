@@ -53,10 +53,16 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
     func refusal(forUpgrade request: UpgradeRequest) -> String? {
         if request.path != "/ws" { return "path \(request.path) does not upgrade" }
         if draining != nil { return "shutting down" }
-        if let origin = request.origin, !settings.allowedOrigins.contains(origin) {
+        if let origin = request.origin, !settings.allowedOrigins.contains(origin), !Self.sameOrigin(origin, host: request.host) {
             return "origin \(origin) is not allowed"
         }
         return nil
+    }
+
+    /// The page this server served itself (`GET /`): its Origin names the Host it was loaded from.
+    static func sameOrigin(_ origin: String, host: String?) -> Bool {
+        guard let host, !host.isEmpty else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
     }
 
     func opened(_ connection: WebSocketConnection) {
@@ -235,7 +241,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
             session.state = .verifying(deadline: Date().addingTimeInterval(TimeInterval(settings.authTimeoutSeconds)))
         case .refused(let rejection):
             Counter(label: "chat_ws_auth_total", dimensions: [("outcome", rejection.reason)]).increment()
-            logger.info("token refused", metadata: ["reason": "\(rejection.reason)"])
+            LwsServer.clientLog.log(logger, .info, category: "token refused", "token refused", metadata: ["reason": "\(rejection.reason)"])
             let expired = rejection == .expired
             session.fail(requestID, expired ? .tokenExpired : .tokenInvalid, "token refused: \(rejection.reason)")
             session.close(expired ? .tokenExpired : .tokenInvalid, rejection.reason)

@@ -29,11 +29,11 @@ public final class ChatServerApp {
     private var signalSources: [DispatchSourceSignal] = []
     private let say: (String) -> Void
 
-    public init(config: Config, logger: Logger, say: @escaping (String) -> Void) {
+    public init(config: Config, logger: Logger, say: @escaping (String) -> Void) throws {
         self.config = config
         self.logger = logger
         self.say = say
-        database = Database(uri: config.mongoURI, workers: config.databaseWorkers,
+        database = try Database(uri: config.mongoURI, workers: config.databaseWorkers,
                             queueLimit: config.databaseQueueLimit, logger: logger)
         monitor = DatabaseMonitor(database: database, logger: logger, announce: say)
     }
@@ -48,6 +48,8 @@ public final class ChatServerApp {
         options.hangupSeconds = settings.pingTimeoutSeconds
         options.maxInboundMessageBytes = settings.maxMessageBytes
         options.maxOutboundBytes = settings.maxOutboundBytes
+        options.bodyTimeoutSeconds = config.webhookBodyTimeoutSeconds
+        options.maxBodyBytesInFlight = config.webhookMaxInflightBytes
         options.slowConsumerCloseCode = CloseCode(rawValue: ChannelCloseCode.slowConsumer.rawValue)
         var postToService: (@escaping () -> Void) -> Void = { _ in }
         channel = ChatChannel(settings: settings, database: database, instanceID: instanceID, logger: logger,
@@ -56,7 +58,11 @@ public final class ChatServerApp {
                                    database: database, monitor: monitor, metrics: metrics, logger: logger, post: { postToService($0) })
         webhook.listener = channel
         self.webhook = webhook
-        router = HTTPRouter(monitor: monitor, metrics: metrics, webhook: webhook, webSocketPath: options.webSocketPath)
+        let devToken = config.devSigningKey.map {
+            DevTokenRoute(privateKeyPEM: $0, database: database, logger: logger, post: { postToService($0) })
+        }
+        router = HTTPRouter(monitor: monitor, metrics: metrics, webhook: webhook, webSocketPath: options.webSocketPath,
+                            webApp: loadWebApp(), devToken: devToken)
         server = try LwsServer(options: options, http: router, webSocket: channel, metrics: metrics, logger: logger)
         let server = self.server!
         postToService = { server.post($0) }
@@ -128,6 +134,30 @@ public final class ChatServerApp {
         feeds.forEach { $0.start() }
     }
 
+    /// The browser app, when its files are found (else `/` is a 404 and the log says why).
+    private func loadWebApp() -> WebApp? {
+        guard let root = WebApp.locate(configured: config.webRoot) else {
+            logger.warning("web app not found (no web/index.html here or above the binary; set WEB_ROOT): GET / answers 404")
+            return nil
+        }
+        let signIn: WebApp.SignIn
+        if let key = config.clerkPublishableKey, let host = ChannelSettings.frontendAPIHost(publishableKey: key) {
+            signIn = .clerk(publishableKey: key, frontendAPI: host)
+        } else if config.devSigningKey != nil {
+            signIn = .development
+        } else {
+            signIn = .unconfigured
+        }
+        do {
+            let app = try WebApp(root: root, signIn: signIn, reloads: config.environment == .development)
+            logger.debug("web app loaded", metadata: ["root": "\(root.path)", "files": "\(app.assets.count)"])
+            return app
+        } catch {
+            logger.error("web app not loaded: \(error): GET / answers 404")
+            return nil
+        }
+    }
+
     private func banner(port: Int) {
         guard case .serving = lifecycle else { return }   // a signal came before the database answered
         let scheme = config.tlsCertificatePath == nil ? "http" : "https"
@@ -140,6 +170,10 @@ public final class ChatServerApp {
         say("║ 🚀 Server running on port \(port)")
         say("║ Environment: \(config.environment.rawValue)")
         say("║ \(scheme)://localhost:\(port)  (ws: /ws, webhooks: /api/webhooks/clerk)")
+        if router.webApp != nil {
+            let mode = router.devToken != nil ? " (development sign-in: any name)" : ""
+            say("║ Web app: open \(scheme)://localhost:\(port)/\(mode)")
+        }
         say("╚\(rule)")
     }
 

@@ -7,10 +7,17 @@ final class HTTPRouter: HTTPService {
     private let metrics: ServerMetrics
     private let webhook: WebhookRoute
     private let webSocketPath: String
+    /// The browser app (nil: its files were not found).
+    let webApp: WebApp?
+    /// `POST /dev/token`, development with the local key pair only (nil: the path is a 404).
+    let devToken: DevTokenRoute?
     /// Set at SIGTERM: readiness turns 503 so that load balancers stop sending new clients.
     var draining = false
 
-    init(monitor: DatabaseMonitor, metrics: ServerMetrics, webhook: WebhookRoute, webSocketPath: String) {
+    init(monitor: DatabaseMonitor, metrics: ServerMetrics, webhook: WebhookRoute, webSocketPath: String,
+         webApp: WebApp?, devToken: DevTokenRoute?) {
+        self.webApp = webApp
+        self.devToken = devToken
         self.monitor = monitor
         self.metrics = metrics
         self.webhook = webhook
@@ -38,7 +45,10 @@ final class HTTPRouter: HTTPService {
             return only(.post, head) { webhook.action(head) }
         case webSocketPath:
             return only(.get, head) { .respond(.json(426, ["error": "this endpoint speaks WebSocket: send an Upgrade request"])) }
+        case DevTokenRoute.path where devToken != nil:
+            return only(.post, head) { devToken!.action(head) }
         default:
+            if let action = webApp?.action(head) { return action }
             return .respond(.json(404, ["error": "not found", "path": head.path]))
         }
     }

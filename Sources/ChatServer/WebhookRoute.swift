@@ -43,8 +43,15 @@ final class WebhookRoute {
     var isIdle: Bool { jobsInFlight == 0 }
 
     func action(_ head: HTTPRequestHead) -> HTTPAction {
-        guard verifier != nil else {
+        guard let verifier else {
             return .respond(.json(503, ["error": "webhooks are not configured: set CLERK_WEBHOOK_SECRET"]))
+        }
+        // Missing headers or a stale timestamp are refused before a byte of the body is read.
+        do { try verifier.checkHeaders(WebhookHeaders.from { head.header($0) }) } catch {
+            logRejection(error.reason, type: "unknown")
+            var refused = HTTPResponse.json(400, ["error": "invalid webhook"])
+            refused.closeConnection = true
+            return .respond(refused)
         }
         return .readBody(limit: maxBodyBytes, keepHeaders: Self.keptHeaders) { [self] request, responder in
             handle(request, responder)
@@ -127,9 +134,14 @@ final class WebhookRoute {
     }
 
     private func reject(_ responder: HTTPResponder, reason: String, type: String) {
-        logger.warning("webhook rejected", metadata: ["reason": "\(reason)"])
-        metrics.webhookDelivery(type: type, outcome: "rejected_\(reason)")
+        logRejection(reason, type: type)
         // One generic answer for every failure; the precise reason stays in the log.
         responder.respond(.json(400, ["error": "invalid webhook"]))
+    }
+
+    /// Anyone can post a bad webhook: the log line is rate-limited, the metric counts every one.
+    private func logRejection(_ reason: String, type: String) {
+        LwsServer.clientLog.log(logger, .warning, category: "webhook rejected", "webhook rejected", metadata: ["reason": "\(reason)"])
+        metrics.webhookDelivery(type: type, outcome: "rejected_\(reason)")
     }
 }

@@ -35,8 +35,11 @@ public final class MongoProbe: @unchecked Sendable {
     public let database: Database
 
     public init(uri: String) throws {
-        database = Database(uri: try MongoURI(uri), workers: 1, queueLimit: 100, logger: Logger(label: "probe"))
+        database = try Database(uri: try MongoURI(uri), workers: 1, queueLimit: 100, logger: Logger(label: "probe"))
     }
+
+    // Its worker thread holds the Database until shut down.
+    deinit { database.shutdown(timeout: 1) }
 
     public func find(_ collection: String, _ filter: BSONDocument = [:]) throws -> [BSONDocument] {
         try database.withConnection { try $0.collection(collection).find(filter) }

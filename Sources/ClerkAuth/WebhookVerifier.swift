@@ -26,6 +26,23 @@ public struct WebhookVerifier: Sendable {
 
     /// Returns the message id (the idempotency key) when some `v1` entry matches some secret.
     public func verify(headers: WebhookHeaders, body: [UInt8], now: Date = Date()) throws(WebhookRejection) -> String {
+        try checkHeaders(headers, now: now)
+        guard let id = headers.id, let timestamp = headers.timestamp, let signature = headers.signature else {
+            throw .missingHeader("id")
+        }
+        let candidates = Self.v1Signatures(in: signature)
+        guard !candidates.isEmpty else { throw .malformedSignature }
+        let content = Self.signedContent(id: id, timestamp: timestamp, body: body)
+        for secret in secrets {
+            let expected = Self.hmac(key: secret.key, content)
+            for candidate in candidates where Self.constantTimeEqual(candidate, expected) { return id }
+        }
+        throw .noMatchingSignature
+    }
+
+    /// What can be refused from the headers alone, before a body is read: a missing header, a
+    /// malformed timestamp or one outside the tolerance, a signature header without any `v1` entry.
+    public func checkHeaders(_ headers: WebhookHeaders, now: Date = Date()) throws(WebhookRejection) {
         guard let id = headers.id, !id.isEmpty else { throw .missingHeader("id") }
         guard let timestamp = headers.timestamp, !timestamp.isEmpty else { throw .missingHeader("timestamp") }
         guard let signature = headers.signature, !signature.isEmpty else { throw .missingHeader("signature") }
@@ -37,15 +54,7 @@ public struct WebhookVerifier: Sendable {
         let current = Int(now.timeIntervalSince1970.rounded(.down))
         if Double(current - sent) > tolerance { throw .timestampTooOld }
         if Double(sent - current) > tolerance { throw .timestampTooNew }
-
-        let candidates = Self.v1Signatures(in: signature)
-        guard !candidates.isEmpty else { throw .malformedSignature }
-        let content = Self.signedContent(id: id, timestamp: timestamp, body: body)
-        for secret in secrets {
-            let expected = Self.hmac(key: secret.key, content)
-            for candidate in candidates where Self.constantTimeEqual(candidate, expected) { return id }
-        }
-        throw .noMatchingSignature
+        guard !Self.v1Signatures(in: signature).isEmpty else { throw .malformedSignature }
     }
 
     /// `v1,<base64>` for tests, the dev "send webhook" command and the load generator.

@@ -41,7 +41,7 @@ public enum ChatStore {
                 "kind": .string("direct"), "name": .null, "members": .array([me, other].sorted().map { .string($0) }),
                 "lastSeq": .int64(0), "createdAt": .date(now), "updatedAt": .date(now), "createdBy": .string(me),
             ]], upsert: true)
-            let conversation = try load(id, on: tx)!
+            let conversation = try loadWritten(id, on: tx)
             let fanout = result.upserted ? try announce(conversation, origin: origin, now: now, on: tx) : nil
             return (conversation, fanout)
         }
@@ -58,7 +58,7 @@ public enum ChatStore {
                 "_id": .string(id), "kind": .string("group"), "name": .string(name), "members": .array(all.map { .string($0) }),
                 "lastSeq": .int64(0), "createdAt": .date(now), "updatedAt": .date(now), "createdBy": .string(me),
             ])
-            let conversation = try load(id, on: tx)!
+            let conversation = try loadWritten(id, on: tx)
             return (conversation, try announce(conversation, origin: origin, now: now, on: tx))
         }
     }
@@ -90,7 +90,7 @@ public enum ChatStore {
                 throw ChatError.invalid("already members")
             }
             try tx.collection(conversations).updateOne(["_id": .string(id)], update)
-            let after = try load(id, on: tx)!
+            let after = try loadWritten(id, on: tx)
             let audience = Array(Set(before.members + after.members)).sorted()
             return (after, try announce(after, to: audience, origin: origin, now: now, on: tx))
         }
@@ -441,6 +441,13 @@ public enum ChatStore {
 
     static func load(_ id: String, on c: MongoConnection) throws -> Conversation? {
         try c.collection(conversations).findOne(["_id": .string(id)]).flatMap(decode)
+    }
+
+    /// A conversation this transaction just wrote; a document that does not decode (written by
+    /// something else) fails the request instead of the process.
+    static func loadWritten(_ id: String, on c: MongoConnection) throws -> Conversation {
+        guard let conversation = try load(id, on: c) else { throw ChatError.notFound("conversation \(id) cannot be read") }
+        return conversation
     }
 
     /// The conversation, when `me` is a member; else not found (unknown) or forbidden.

@@ -6,6 +6,7 @@ import Metrics
 /// MongoDB behind a bounded pool of worker threads sharing one `mongoc_client_pool_t`. Every call
 /// that can block (all of them) runs here, never on the socket service thread; results go to the
 /// completion closure on the worker thread, and callers hand them back to their own thread.
+/// The workers hold the Database: `shutdown()` ends them, and only then is it released.
 public final class Database: @unchecked Sendable {
     public let uri: MongoURI
     public var name: String { uri.databaseName }
@@ -17,7 +18,6 @@ public final class Database: @unchecked Sendable {
     private var jobsHead = 0
     private var running = true
     private var busyWorkers = 0
-    private var threads: [Thread] = []
     private let logger: Logger
     private let queueDepthGauge = Gauge(label: "chat_db_queue_depth")
     private let sessionLedger = SessionLedger()
@@ -46,7 +46,7 @@ public final class Database: @unchecked Sendable {
 
     /// `serverSelectionTimeoutMS` defaults to 5 s here (the driver's 30 s would hold a webhook past
     /// Svix's 15 s deadline when the database is down) unless the URI sets it.
-    public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) {
+    public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) throws(MongoURIError) {
         mongoc_init()
         if Self.driverLogger == nil { Self.driverLogger = logger }
         _ = Self.quietDriverLog
@@ -54,7 +54,9 @@ public final class Database: @unchecked Sendable {
         self.queueLimit = queueLimit
         self.logger = logger
         var error = bson_error_t()
-        let cURI = mongoc_uri_new_with_error(uri.text, &error)!
+        guard let cURI = mongoc_uri_new_with_error(uri.text, &error) else {
+            throw MongoURIError(message: DatabaseError(error).plainMessage)
+        }
         defer { mongoc_uri_destroy(cURI) }
         if !mongoc_uri_has_option(cURI, MONGOC_URI_SERVERSELECTIONTIMEOUTMS) {
             mongoc_uri_set_option_as_int32(cURI, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000)
@@ -73,9 +75,11 @@ public final class Database: @unchecked Sendable {
         // Version 2 reports a duplicate key as a server error with code 11000.
         mongoc_client_pool_set_error_api(pool, 2)
         for i in 0..<max(1, workers) {
-            let thread = Thread { [unowned self] in self.workerLoop() }
+            // Strong, not unowned: a thread may first run after its creator dropped the Database (a
+            // loaded machine), and reading an unowned reference to a destroyed object kills the process.
+            // The Database lives until shutdown() lets its workers return.
+            let thread = Thread { [self] in self.workerLoop() }
             thread.name = "db-worker-\(i)"
-            threads.append(thread)
             thread.start()
         }
     }

@@ -10,6 +10,10 @@ public struct MongoURI: Sendable {
     public let masked: String
 
     public init(_ text: String) throws(MongoURIError) {
+        // libmongoc takes `mongodb://a b` and then fails every connection: a URI has no raw spaces.
+        if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            throw MongoURIError(message: "a connection string has no spaces or control characters (percent-encode them)")
+        }
         mongoc_init()
         var error = bson_error_t()
         guard let uri = mongoc_uri_new_with_error(text, &error) else {

@@ -201,6 +201,6 @@ private func clientCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reason
 
 private func clientHTTPCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ user: UnsafeMutableRawPointer?,
                                 _ data: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
-    if reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED { loop(of: wsi)?.callback(wsi, reason, data, len) }
+    if reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED { _ = loop(of: wsi)?.callback(wsi, reason, data, len) }
     return lws_callback_http_dummy(wsi, reason, user, data, len)
 }

@@ -1,4 +1,5 @@
 import CLwsShim
+import Dispatch
 
 /// One HTTP request/response on the service thread: its lifecycle is the `state` enum.
 final class HTTPExchange {
@@ -17,6 +18,16 @@ final class HTTPExchange {
     var state: State = .routing
     var body: [UInt8] = []
     private var bodyLimit = 0
+    /// Declared body bytes counted against the server's in-flight cap until the body is complete.
+    var reservedBodyBytes = 0
+    /// While reading: when the body must be complete. After an early answer: when to stop waiting
+    /// for the client to take it.
+    var bodyDeadline: UInt64?
+    /// Body progress in one-second windows, to tell a trickle from a delivery (`bodyRate`).
+    private(set) var bodyStarted: UInt64 = 0
+    private var windowStart: UInt64 = 0
+    private var windowBytes = 0
+    private var lastWindowBytes = 0
 
     init(id: UInt64, wsi: OpaquePointer, head: HTTPRequestHead) {
         self.id = id
@@ -26,6 +37,8 @@ final class HTTPExchange {
 
     func expectBody(limit: Int, headers: [String: String], handler: @escaping (HTTPRequest, HTTPResponder) -> Void) {
         bodyLimit = limit
+        bodyStarted = DispatchTime.now().uptimeNanoseconds
+        windowStart = bodyStarted
         state = .readingBody(limit: limit, headers: headers, handler: handler)
     }
 
@@ -37,6 +50,20 @@ final class HTTPExchange {
             return
         }
         body.append(contentsOf: chunk)
+        let now = DispatchTime.now().uptimeNanoseconds
+        if now - windowStart >= 1_000_000_000 {
+            lastWindowBytes = now - windowStart >= 2_000_000_000 ? 0 : windowBytes
+            windowStart = now
+            windowBytes = 0
+        }
+        windowBytes += chunk.count
+    }
+
+    /// Body bytes received in the last full second (0 when nothing came in it).
+    func bodyRate(now: UInt64) -> Int {
+        let age = now - windowStart
+        if age >= 2_000_000_000 { return 0 }
+        return age >= 1_000_000_000 ? windowBytes : lastWindowBytes
     }
 
     func respond(_ response: HTTPResponse) {
@@ -66,7 +93,7 @@ final class HTTPExchange {
             metrics.httpRequest(route: routeLabel, status: response.status)
             if failed != 0 { return -1 }
             state = .responding(response, headersWritten: true)
-            if !response.body.isEmpty {
+            if !response.body.isEmpty && !response.headersOnly {
                 lws_callback_on_writable(wsi)
                 return 0
             }
@@ -82,7 +109,7 @@ final class HTTPExchange {
     /// A bounded label for metrics: known routes by name, everything else as "other".
     var routeLabel: String {
         switch head.path {
-        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws": return head.path
+        case "/healthz", "/readyz", "/metrics", "/api/webhooks/clerk", "/ws", "/", "/dev/token": return head.path
         default: return "other"
         }
     }

@@ -47,6 +47,8 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
     /// Close the connection after answering (e.g. a body was refused unread).
     public var closeConnection: Bool
+    /// A HEAD answer: the headers (Content-Length included) of `body`, without it.
+    public var headersOnly = false
 
     public init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [],
                 body: [UInt8], closeConnection: Bool = false) {

@@ -44,6 +44,16 @@ public final class LwsServer {
         public var slowConsumerCloseCode = CloseCode.policyViolation
         /// How often `WebSocketService.tick()` runs.
         public var tickMicroseconds: Int64 = 200_000
+        /// A request body must be complete this long after its headers (lws' own timeout restarts on
+        /// every byte, so a trickle would never end): then 408 and the connection closes.
+        public var bodyTimeoutSeconds: Int = 10
+        /// Declared body bytes admitted at once across all requests; more: 503 + Retry-After, decided
+        /// from the headers before anything is read.
+        public var maxBodyBytesInFlight: Int = 16 << 20
+        /// Request line plus headers of one request (fits a 16 KiB bearer token on the upgrade).
+        public var maxHeaderBytes: Int = 24 * 1024
+        /// Longest request target (path and query) routed; longer: 414.
+        public var maxTargetBytes: Int = 4096
 
         public init(host: String?, port: Int) {
             self.host = host
@@ -67,6 +77,8 @@ public final class LwsServer {
     private var stopRequested = false
     private var nextID: UInt64 = 0
     private var exchanges: [UInt64: HTTPExchange] = [:]
+    /// Declared body bytes of the requests being read now (bounded by `maxBodyBytesInFlight`).
+    public private(set) var bodyBytesInFlight = 0
     public private(set) var connections: [UInt64: WebSocketConnection] = [:]
     private var serviceThread: pthread_t?
 
@@ -85,9 +97,12 @@ public final class LwsServer {
         o.http_callback = lwsHTTPCallback
         o.ws_callback = lwsWebSocketCallback
         o.user = Unmanaged.passUnretained(self).toOpaque()
-        o.ping_secs = UInt16(options.pingIntervalSeconds)
-        o.hangup_secs = UInt16(options.hangupSeconds)
+        // The idle rule is ours (sweepIdle): lws' own would count only PONGs as proof of life, and
+        // its PING overwrites the close reason set at ESTABLISHED.
+        o.ping_secs = 0
+        o.hangup_secs = 0
         o.ws_rx_buffer = 16 * 1024
+        o.max_header_bytes = UInt32(options.maxHeaderBytes)
         let created: OpaquePointer? = options.host.withOptionalCString { iface in
             options.tlsCertificatePath.withOptionalCString { cert in
                 options.tlsKeyPath.withOptionalCString { key in
@@ -152,6 +167,8 @@ public final class LwsServer {
         chat_lws_schedule(handle, options.tickMicroseconds, { arg in
             let server = Unmanaged<LwsServer>.fromOpaque(arg!).takeUnretainedValue()
             server.webSocket?.tick()
+            server.sweepBodies()
+            server.sweepIdle()
             server.scheduleTick()
         }, Unmanaged.passUnretained(self).toOpaque())
     }
@@ -168,6 +185,8 @@ public final class LwsServer {
             drainInbox()
         case LWS_CALLBACK_HTTP:
             guard let wsi, let sessionID else { return -1 }
+            // A kept-alive connection's previous exchange is over: drop it before the next one.
+            if sessionID.pointee != 0 { discard(sessionID.pointee) }
             let id = makeID()
             sessionID.pointee = id
             let exchange = HTTPExchange(id: id, wsi: wsi, head: requestHead(wsi, uri: data, len: len))
@@ -181,9 +200,9 @@ public final class LwsServer {
             finishBody(exchange)
         case LWS_CALLBACK_HTTP_WRITEABLE:
             guard let id = sessionID?.pointee, let exchange = exchanges[id] else { return 0 }
-            return exchange.writeNext(metrics: metrics, closeAfter: { [weak self] in self?.exchanges[id] = nil })
+            return exchange.writeNext(metrics: metrics, closeAfter: { [weak self] in self?.discard(id) })
         case LWS_CALLBACK_CLOSED_HTTP:
-            if let id = sessionID?.pointee { exchanges[id] = nil }
+            if let id = sessionID?.pointee { discard(id) }
         default:
             break
         }
@@ -202,6 +221,10 @@ public final class LwsServer {
 
     private func startExchange(_ exchange: HTTPExchange) -> Int32 {
         guard let http else { return -1 }
+        if exchange.head.path.utf8.count + (exchange.head.query?.utf8.count ?? 0) > options.maxTargetBytes {
+            exchange.respond(.error(414, "request target longer than \(options.maxTargetBytes) bytes", close: true))
+            return 0
+        }
         switch http.route(exchange.head) {
         case .respond(let response):
             exchange.respond(response)
@@ -211,23 +234,115 @@ public final class LwsServer {
                 exchange.respond(.error(411, "a Content-Length is required (chunked bodies are not accepted)", close: true))
                 return 0
             }
-            guard let lengthText = Self.header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH), let length = Int(lengthText) else {
+            guard let lengthText = Self.header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) else {
                 exchange.respond(.error(411, "a Content-Length is required", close: true))
+                return 0
+            }
+            // Digits only: a signed or garbled length must not shrink the in-flight count below.
+            guard lengthText.utf8.count <= 18, lengthText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let length = Int(lengthText) else {
+                exchange.respond(.error(400, "Content-Length is not a byte count", close: true))
                 return 0
             }
             if length > limit {
                 exchange.respond(.error(413, "body larger than \(limit) bytes", close: true))
                 return 0
             }
+            if length > options.maxBodyBytesInFlight - bodyBytesInFlight {
+                makeRoom(for: length)
+            }
+            if length > options.maxBodyBytesInFlight - bodyBytesInFlight {
+                // Svix retries a 503; Retry-After says when the bodies in flight will have drained.
+                var busy = HTTPResponse.error(503, "too many request bodies in flight, retry later", close: true)
+                busy.headers.append(("retry-after", "\(options.bodyTimeoutSeconds)"))
+                exchange.respond(busy)
+                return 0
+            }
             var kept: [String: String] = [:]
             for name in keep { if let v = Self.header(wsi, named: name) { kept[name.lowercased()] = v } }
+            exchange.reservedBodyBytes = length
+            bodyBytesInFlight += length
+            exchange.bodyDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(options.bodyTimeoutSeconds) * 1_000_000_000
             exchange.expectBody(limit: limit, headers: kept, handler: handler)
         }
         return 0
     }
 
+    /// Ends an exchange: its reserved body bytes are free again.
+    private func discard(_ id: UInt64) {
+        guard let exchange = exchanges.removeValue(forKey: id) else { return }
+        releaseBody(exchange)
+    }
+
+    private func releaseBody(_ exchange: HTTPExchange) {
+        bodyBytesInFlight -= exchange.reservedBodyBytes
+        exchange.reservedBodyBytes = 0
+    }
+
+    /// Bodies that trickle give way to new ones: those read for a second or more that brought less
+    /// than `slowBodyBytesPerSecond` in the last second are answered 408, slowest first, until
+    /// `length` fits. A delivery from Svix arrives at network speed; an attacker holding the cap
+    /// with slow bodies then cannot keep it from honest deliveries.
+    private func makeRoom(for length: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        var slow: [(rate: Int, exchange: HTTPExchange)] = []
+        for exchange in exchanges.values {
+            guard case .readingBody = exchange.state, now - exchange.bodyStarted >= 1_000_000_000 else { continue }
+            let rate = exchange.bodyRate(now: now)
+            if rate < Self.slowBodyBytesPerSecond { slow.append((rate, exchange)) }
+        }
+        guard slow.reduce(0, { $0 + $1.exchange.reservedBodyBytes }) >= length - (options.maxBodyBytesInFlight - bodyBytesInFlight) else { return }
+        for (_, exchange) in slow.sorted(by: { $0.rate < $1.rate }) where length > options.maxBodyBytesInFlight - bodyBytesInFlight {
+            releaseBody(exchange)
+            exchange.bodyDeadline = now + 3_000_000_000
+            exchange.respond(.error(408, "request body too slow", close: true))
+        }
+    }
+
+    static let slowBodyBytesPerSecond = 16 * 1024
+
+    /// Bodies past their deadline get 408 and close; a connection that does not take even that
+    /// within a few seconds is closed without it.
+    func sweepBodies() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        for (id, exchange) in exchanges {
+            if case .readingBody = exchange.state, let deadline = exchange.bodyDeadline, now >= deadline {
+                releaseBody(exchange)
+                exchange.bodyDeadline = now + 3_000_000_000
+                exchange.respond(.error(408, "request body not complete within \(options.bodyTimeoutSeconds) s", close: true))
+            } else if case .responding = exchange.state, let deadline = exchange.bodyDeadline, now >= deadline {
+                chat_lws_kill(exchange.wsi)
+                discard(id)
+            }
+        }
+    }
+
+    /// The idle rule: a PING after `pingIntervalSeconds` without a valid frame from the client (a PONG
+    /// or any message), and after `hangupSeconds` the TCP connection is dropped without a close frame
+    /// (a dead peer would not read it). Whatever state the connection is in: a reader that never
+    /// reads cannot even take its close frame.
+    func sweepIdle() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let ping = UInt64(options.pingIntervalSeconds) * 1_000_000_000
+        let hangup = UInt64(options.hangupSeconds) * 1_000_000_000
+        for connection in connections.values {
+            let idle = now &- connection.lastHeard
+            if idle >= hangup {
+                if !connection.hungUp {
+                    connection.hungUp = true
+                    chat_lws_kill(connection.wsi)
+                }
+            } else if idle >= ping && !connection.pingSent && connection.state == .open {
+                connection.pingSent = true
+                connection.pingDue = true
+                lws_callback_on_writable(connection.wsi)
+            }
+        }
+    }
+
     private func finishBody(_ exchange: HTTPExchange) {
         guard case .readingBody(let limit, let headers, let handler) = exchange.state else { return }
+        releaseBody(exchange)
+        exchange.bodyDeadline = nil
         if exchange.body.count > limit {
             exchange.respond(.error(413, "body larger than \(limit) bytes", close: true))
             return
@@ -258,6 +373,8 @@ public final class LwsServer {
         case "content-length": return header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH)
         case "sec-websocket-protocol": return header(wsi, WSI_TOKEN_PROTOCOL)
         case "host": return header(wsi, WSI_TOKEN_HOST)
+        // Headers lws parses into tokens are not readable as custom headers.
+        case "if-none-match": return header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH)
         default:
             var buffer = [CChar](repeating: 0, count: 1024)
             let n = chat_lws_custom_header(wsi, name + ":", &buffer, Int32(buffer.count))
@@ -277,7 +394,8 @@ public final class LwsServer {
             guard let wsi else { return -1 }
             let request = upgradeRequest(wsi)
             if let refusal = webSocket?.refusal(forUpgrade: request) {
-                logger.info("websocket upgrade refused", metadata: ["reason": "\(refusal)", "path": "\(request.path)"])
+                LwsServer.clientLog.log(logger, .info, category: "upgrade refused", "websocket upgrade refused",
+                                        metadata: ["reason": "\(refusal)", "path": "\(request.path.prefix(200))"])
                 // A plain HTTP answer tells the client why (403), instead of a dropped connection.
                 _ = refusal.withCString { lws_return_http_status(wsi, 403, $0) }
                 return -1
@@ -287,17 +405,39 @@ public final class LwsServer {
             let id = makeID()
             sessionID.pointee = id
             let connection = WebSocketConnection(id: id, wsi: wsi, request: upgradeRequest(wsi), server: self)
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
             connections[id] = connection
+            // lws 4.1.6 fails a control frame over 125 bytes or a length with bit 63 set without a
+            // close frame unless a reason is already set: say 1002 then, as RFC 6455 §7.4.1 asks.
+            chat_lws_close_reason(wsi, Int32(CloseCode.protocolError.rawValue), "protocol error")
             metrics.connectionOpened()
             webSocket?.opened(connection)
         case LWS_CALLBACK_RECEIVE:
             guard let wsi, let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
+            // Any valid frame is proof of life, as a PONG is (browsers answer PINGs, but a client that
+            // sends is alive even when its library does not).
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
             guard connection.state == .open else { return 0 }   // closing: what the peer still sends is dropped
             return receive(connection, wsi: wsi, data: data, len: len)
-        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-            // The ack of our close: end now (nonzero), with no second close frame echoed back.
+        case LWS_CALLBACK_RECEIVE_PONG:
             guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
-            return connection.closeSent ? -1 : 0
+            connection.heard(at: DispatchTime.now().uptimeNanoseconds)
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+            guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
+            if connection.closeSent {
+                // The ack of our close: end at the next service pass, before lws writes an echo or
+                // the close reason preset at ESTABLISHED (a timeout kill sends no close frame).
+                chat_lws_kill(wsi)
+                return 0
+            }
+            // lws echoes the peer's close payload; one it lets through that RFC 6455 forbids (a 1-byte
+            // payload, a code of 5000 or more) is answered with 1002 instead.
+            let payload = data.map { UnsafeRawBufferPointer(start: $0, count: len) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            if !Self.isValidClosePayload(payload) {
+                chat_lws_close_reason(wsi, Int32(CloseCode.protocolError.rawValue), "invalid close frame")
+                return -1
+            }
+            return 0
         case LWS_CALLBACK_SERVER_WRITEABLE:
             guard let id = sessionID?.pointee, let connection = connections[id] else { return 0 }
             return connection.writeNext()
@@ -315,28 +455,37 @@ public final class LwsServer {
     private func receive(_ connection: WebSocketConnection, wsi: OpaquePointer, data: UnsafeMutableRawPointer?, len: Int) -> Int32 {
         if lws_is_first_fragment(wsi) != 0 {
             connection.inbound.removeAll(keepingCapacity: connection.inbound.capacity <= 4096)
-            connection.inboundOverflow = false
         }
-        if connection.inbound.count + len > options.maxInboundMessageBytes {
-            connection.inboundOverflow = true
-        } else if let data, len > 0 {
-            connection.inbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: len))
-        }
-        guard lws_is_final_fragment(wsi) != 0, lws_remaining_packet_payload(wsi) == 0 else { return 0 }
-        if connection.inboundOverflow {
+        // The frame header declares its length: a message that will not fit is refused at its first
+        // bytes, not after gigabytes have been read and dropped.
+        let remaining = Int(clamping: lws_remaining_packet_payload(wsi))
+        if remaining > options.maxInboundMessageBytes || connection.inbound.count + len + remaining > options.maxInboundMessageBytes {
+            connection.inbound.removeAll()
             connection.close(.messageTooBig, reason: "message larger than \(options.maxInboundMessageBytes) bytes")
             return 0
         }
+        if let data, len > 0 { connection.inbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: len)) }
+        guard lws_is_final_fragment(wsi) != 0, remaining == 0 else { return 0 }
         let message = connection.inbound
         connection.inbound.removeAll(keepingCapacity: true)
         webSocket?.received(connection, message: message)
         return 0
     }
 
+    /// RFC 6455 §5.5.1, §7.4: empty, or a 2-byte code in 1000-1003, 1007-1014 or 3000-4999 (and a
+    /// UTF-8 reason, which lws checks itself).
+    static func isValidClosePayload(_ payload: UnsafeRawBufferPointer) -> Bool {
+        if payload.isEmpty { return true }
+        guard payload.count >= 2 else { return false }
+        let code = Int(payload[0]) << 8 | Int(payload[1])
+        return (1000...1003).contains(code) || (1007...1014).contains(code) || (3000...4999).contains(code)
+    }
+
     private func upgradeRequest(_ wsi: OpaquePointer) -> UpgradeRequest {
         UpgradeRequest(path: Self.header(wsi, WSI_TOKEN_GET_URI) ?? "/",
                        query: Self.header(wsi, WSI_TOKEN_HTTP_URI_ARGS),
                        origin: Self.header(wsi, WSI_TOKEN_ORIGIN),
+                       host: Self.header(wsi, WSI_TOKEN_HOST),
                        authorization: Self.header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
                        subprotocol: Self.header(wsi, WSI_TOKEN_PROTOCOL))
     }
@@ -392,10 +541,17 @@ extension Optional where Wrapped == String {
 
 nonisolated(unsafe) private var lwsLogger: Logger?
 
+extension LwsServer {
+    /// Lines a client without credentials can cause are rate-limited (see `LogLimiter`).
+    public static let clientLog = LogLimiter()
+}
+
+/// lws reports a malformed request from anyone (e.g. "Ran out of header data space") at its error
+/// level: logged as a warning and rate-limited, so that clients cannot flood the log.
 private func lwsLogLine(_ level: Int32, _ line: UnsafePointer<CChar>?) {
     guard let line else { return }
     let text = String(cString: line).trimmingCharacters(in: .whitespacesAndNewlines)
-    if level & Int32(LLL_ERR) != 0 { lwsLogger?.error("lws: \(text)") } else { lwsLogger?.warning("lws: \(text)") }
+    LwsServer.clientLog.log(lwsLogger, .warning, category: "lws", "lws: \(text.prefix(300))")
 }
 
 private func server(of wsi: OpaquePointer?) -> LwsServer? {

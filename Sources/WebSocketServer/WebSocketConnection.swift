@@ -6,6 +6,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable {
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     public static let normal = CloseCode(rawValue: 1000)
     public static let goingAway = CloseCode(rawValue: 1001)
+    public static let protocolError = CloseCode(rawValue: 1002)
     public static let policyViolation = CloseCode(rawValue: 1008)
     public static let messageTooBig = CloseCode(rawValue: 1009)
     public static let internalError = CloseCode(rawValue: 1011)
@@ -17,6 +18,8 @@ public struct UpgradeRequest: Sendable {
     public let path: String
     public let query: String?
     public let origin: String?
+    /// The Host header: a page served by this server has an Origin naming it.
+    public let host: String?
     public let authorization: String?
     public let subprotocol: String?
 }
@@ -44,7 +47,16 @@ public final class WebSocketConnection {
     var outboundHead = 0
     var queuedBytes = 0
     var inbound: [UInt8] = []
-    var inboundOverflow = false
+    /// The idle rule (`LwsServer.sweepIdle`): when the client last sent a valid frame, and the PING.
+    var lastHeard: UInt64 = 0
+    var pingSent = false
+    var pingDue = false
+    var hungUp = false
+
+    func heard(at now: UInt64) {
+        lastHeard = now
+        pingSent = false
+    }
 
     init(id: UInt64, wsi: OpaquePointer, request: UpgradeRequest, server: LwsServer) {
         self.id = id
@@ -80,6 +92,13 @@ public final class WebSocketConnection {
     /// Writes what is queued: several frames in one send() when more than one waits (a batch of
     /// messages to one member), else one. Returns -1 to make lws close the socket.
     func writeNext() -> Int32 {
+        if pingDue {
+            pingDue = false
+            guard state == .open else { return writeNext() }   // no frame may follow our close
+            if chat_lws_write_ping(wsi) < 0 { return -1 }
+            if outboundHead < outbound.count || isClosing { lws_callback_on_writable(wsi) }
+            return 0
+        }
         let waiting = outbound.count - outboundHead
         if waiting > 0 {
             let complete: Bool

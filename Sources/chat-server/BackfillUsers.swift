@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatDomain
 import ChatServer
+import EnvFile
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -37,7 +38,7 @@ struct BackfillUsers: ParsableCommand {
         do { uri = try MongoURI(values["MONGODB_URI"] ?? Config.defaultMongoURI) } catch {
             throw ToolFailure.setting("MONGODB_URI: not a MongoDB connection string (\(error.message))")
         }
-        let database = Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
+        let database = try Database(uri: uri, workers: 1, queueLimit: 10, logger: Logger(label: "backfill"))
         do { try database.withConnection { try Schema.ensureIndexes(on: $0) } } catch let error as DatabaseError where error.isUnavailable {
             throw ToolFailure.failed("cannot reach MongoDB at \(uri.masked) (\(error)): is it running, or is MONGODB_URI wrong?")
         }
@@ -47,10 +48,11 @@ struct BackfillUsers: ParsableCommand {
             guard var components = URLComponents(string: apiURL + "/v1/users") else { throw ToolFailure.setting("--api-url: '\(apiURL)' is not a URL") }
             components.queryItems = [URLQueryItem(name: "limit", value: String(pageSize)), URLQueryItem(name: "offset", value: String(offset)),
                                      URLQueryItem(name: "order_by", value: "created_at")]
-            var request = URLRequest(url: components.url!)
+            guard let url = components.url else { throw ToolFailure.setting("--api-url: '\(apiURL)' is not a URL") }
+            var request = URLRequest(url: url)
             request.setValue("Bearer \(secret)", forHTTPHeaderField: "Authorization")
             let (status, body) = try HTTPCall.send(request, what: "the Clerk Backend API")
-            guard status == 200 else { throw ToolFailure.failed("Clerk answered \(status) for \(components.url!.path)\(status == 401 ? ": is CLERK_SECRET_KEY right?" : "")") }
+            guard status == 200 else { throw ToolFailure.failed("Clerk answered \(status) for \(url.path)\(status == 401 ? ": is CLERK_SECRET_KEY right?" : "")") }
             guard let page = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [Any] else {
                 throw ToolFailure.failed("Clerk's answer is not a list of users")
             }

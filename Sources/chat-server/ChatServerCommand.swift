@@ -34,8 +34,8 @@ struct Serve: ParsableCommand {
         }
         let logger = Logger(label: "chat-server")
         // The seed's plain lines in development; the same words as JSON log lines in production.
-        let app = ChatServerApp(config: config, logger: logger) { line in production ? logger.info("\(line)") : print(line) }
         do {
+            let app = try ChatServerApp(config: config, logger: logger) { line in production ? logger.info("\(line)") : print(line) }
             let code = try app.run()
             throw ExitCode(code)
         } catch let error as ExitCode {

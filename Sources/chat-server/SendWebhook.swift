@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatServer
 import ClerkAuth
+import EnvFile
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

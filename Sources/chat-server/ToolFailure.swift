@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChatServer
+import EnvFile
 import Foundation
 
 /// A development tool's failure for the person at the terminal: one `chat-server <command>: ...`

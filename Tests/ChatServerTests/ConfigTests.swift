@@ -1,5 +1,6 @@
 @testable import ChatServer
 import ClerkAuth
+import EnvFile
 import Foundation
 import Testing
 
@@ -48,9 +49,34 @@ import Testing
         (["CLERK_JWT_KEY": "not a key"], "CLERK_JWT_KEY"),
         (["CLERK_PUBLISHABLE_KEY": "sk_test_abc"], "CLERK_PUBLISHABLE_KEY"),
         (["WS_PING_INTERVAL_SECONDS": "30", "WS_PING_TIMEOUT_SECONDS": "20"], "WS_PING_TIMEOUT_SECONDS"),
+        (["CLERK_PUBLISHABLE_KEY": "pk_test_YSBiJA=="], "CLERK_PUBLISHABLE_KEY"),   // the host "a b"
+        (["HOST": "example.com"], "HOST"),
+        (["CLERK_SECRET_KEY": "sk_test_a b"], "CLERK_SECRET_KEY"),
+        (["CLERK_API_URL": "api.clerk.com"], "CLERK_API_URL"),
+        (["CLERK_ISSUER": "not a url"], "CLERK_ISSUER"),
+        (["CLERK_JWKS_URL": "http://"], "CLERK_JWKS_URL"),
+        (["ALLOWED_ORIGINS": "https://ok.example *"], "ALLOWED_ORIGINS"),
+        (["CLERK_AUTHORIZED_PARTIES": "/relative"], "CLERK_AUTHORIZED_PARTIES"),
+        (["MONGODB_URI": "mongodb://a b/chat"], "MONGODB_URI"),
     ])
     func badValuesNameTheVariable(env: [String: String], variable: String) {
         #expect { try load(env) } throws: { ($0 as? ConfigError)?.variable == variable }
+    }
+
+    @Test func goodValuesOfTheNewChecksPass() throws {
+        let config = try load(["HOST": "::1", "CLERK_SECRET_KEY": "sk_live_abc", "CLERK_API_URL": "http://127.0.0.1:9000",
+                               "CLERK_ISSUER": "https://app.clerk.accounts.dev", "ALLOWED_ORIGINS": "http://127.0.0.1, capacitor://localhost",
+                               "CLERK_AUTHORIZED_PARTIES": "https://app.example:8443/"])
+        #expect(config.host == "::1" && config.clerkAPIURL.absoluteString == "http://127.0.0.1:9000")
+        #expect(config.channel.allowedOrigins.contains("capacitor://localhost"))
+        #expect(try load(["HOST": "lo"]).host == "lo")   // an interface name, as libwebsockets takes it
+    }
+
+    @Test func anErrorIsOneLineWhateverTheValue() {
+        #expect { try load(["LOG_LEVEL": "a\nb\r\u{2028}c"]) } throws: { error in
+            let text = "\(error)"
+            return !text.contains("\n") && !text.contains("\r") && !text.contains("\u{2028}") && text.contains("a\\nb")
+        }
     }
 
     @Test func productionRequiresTheSecretsItsRoutesNeed() throws {
@@ -74,6 +100,20 @@ import Testing
     @Test func secretErrorsNeverEchoTheSecret() {
         let bad = "whsec_c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0!!"
         #expect { try load(["CLERK_WEBHOOK_SECRET": bad]) } throws: { !"\($0)".contains("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0") }
+    }
+
+    @Test func webhookBodyBoundsHaveDefaultsAndRefuseBadValues() throws {
+        let config = try load([:])
+        #expect(config.webhookBodyTimeoutSeconds == 10 && config.webhookMaxInflightBytes == 16 << 20)
+        #expect(try load(["WEBHOOK_BODY_TIMEOUT_SECONDS": "3", "WEBHOOK_MAX_INFLIGHT_BYTES": "2097152"]).webhookMaxInflightBytes == 2 << 20)
+        for (name, value) in [("WEBHOOK_BODY_TIMEOUT_SECONDS", "0"), ("WEBHOOK_BODY_TIMEOUT_SECONDS", "ten"),
+                              ("WEBHOOK_MAX_INFLIGHT_BYTES", "-1"), ("WEBHOOK_MAX_INFLIGHT_BYTES", "1048575")] {
+            #expect { try load([name: value]) } throws: { ($0 as? ConfigError)?.variable == name }
+        }
+        // The in-flight cap must admit at least one body of the largest size accepted.
+        #expect { try load(["WEBHOOK_MAX_BODY_BYTES": "4194304", "WEBHOOK_MAX_INFLIGHT_BYTES": "2097152"]) } throws: {
+            ($0 as? ConfigError)?.variable == "WEBHOOK_MAX_INFLIGHT_BYTES"
+        }
     }
 
     @Test func theExampleFileLoadsAsIs() throws {

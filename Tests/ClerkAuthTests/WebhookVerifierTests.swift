@@ -125,6 +125,20 @@ let officialVectors: [WebhookVector] = [
         }
     }
 
+    @Test func headersAloneDecideWhatCanBeRefusedBeforeTheBody() throws {
+        let verifier = try vectorA.verifier()
+        let at = vectorA.sentAt
+        #expect(throws: Never.self) { try verifier.checkHeaders(vectorA.headers, now: at) }   // a wrong body is not its business
+        var headers = vectorA.headers
+        headers.id = nil
+        #expect(throws: WebhookRejection.missingHeader("id")) { try verifier.checkHeaders(headers, now: at) }
+        #expect(throws: WebhookRejection.timestampTooOld) { try verifier.checkHeaders(vectorA.headers, now: at.addingTimeInterval(301)) }
+        #expect(throws: WebhookRejection.timestampTooNew) { try verifier.checkHeaders(vectorA.headers, now: at.addingTimeInterval(-301)) }
+        headers = vectorA.headers
+        headers.signature = "v2,abc"
+        #expect(throws: WebhookRejection.malformedSignature) { try verifier.checkHeaders(headers, now: at) }
+    }
+
     @Test func freshDeliveryVerifiesWithTheRealClock() throws {
         let secret = try WebhookSecret(parsing: vectorA.secret)
         let now = Int(Date().timeIntervalSince1970)

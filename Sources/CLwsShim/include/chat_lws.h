@@ -16,9 +16,10 @@ typedef struct chat_lws_options {
     lws_callback_function *http_callback;
     lws_callback_function *ws_callback;
     void *user;                     // returned by lws_context_user()
-    uint16_t ping_secs;             // idle seconds before a PING
+    uint16_t ping_secs;             // idle seconds before a PING (0 with hangup_secs 0: lws does neither)
     uint16_t hangup_secs;           // idle seconds before hanging up
     size_t ws_rx_buffer;
+    unsigned int max_header_bytes;  // request line + headers one request may hold (0: lws' 4096)
     int client;                     // 1: a client context (no listener, TLS client init)
 } chat_lws_options;
 
@@ -56,6 +57,12 @@ int chat_lws_write_text(struct lws *wsi, unsigned char *payload, size_t len);
 int chat_lws_write_frames(struct lws *wsi, unsigned char *bytes, size_t len);
 /* Sends a close frame (payload: 2-byte code + reason) and leaves the socket open for the peer's ack. */
 int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds);
+/* An empty PING frame. */
+int chat_lws_write_ping(struct lws *wsi);
+/* Closes a connection from outside its callbacks (at the next service pass). */
+void chat_lws_kill(struct lws *wsi);
+/* The close frame lws sends if it fails the connection itself (code + short reason). */
+void chat_lws_close_reason(struct lws *wsi, int code, const char *reason);
 int chat_lws_write_ws(struct lws *wsi, unsigned char *payload, size_t len, int text, int first, int final);
 
 /// A WebSocket client connection (for chat-client and chat-bench).

@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+import MongoStore
+import Testing
+
+/// `make test` crashed on a loaded machine ("Attempted to read an unowned reference but object ... was
+/// already destroyed"): a Database dropped right after it was made (a test's MongoProbe) had worker
+/// threads that first ran after it was destroyed and read it through an unowned reference.
+@Suite(.serialized) struct DatabaseLifecycleTests {
+    @Test func aDatabaseDroppedAtOnceNeitherCrashesNorLeavesThreads() throws {
+        let before = Self.threadCount()
+        // No server is reached: the pool connects lazily, and shutdown() ends the workers.
+        let uri = try MongoURI("mongodb://127.0.0.1:9/lifecycle")
+        for _ in 0..<200 {
+            let database = try Database(uri: uri, workers: 4, queueLimit: 1, logger: Logger(label: "lifecycle"))
+            database.shutdown(timeout: 0)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while Self.threadCount() > before + 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(Self.threadCount() <= before + 2, "800 worker threads started; \(Self.threadCount() - before) are left")
+    }
+
+    @Test func queuedWorkFinishesOrFailsAtShutdown() throws {
+        let database = try Database(uri: try MongoURI("mongodb://127.0.0.1:9/lifecycle?serverSelectionTimeoutMS=200"),
+                                    workers: 1, queueLimit: 10, logger: Logger(label: "lifecycle"))
+        let done = NSCondition()
+        var results = 0
+        for _ in 0..<3 {
+            database.submit("ping", { _ in 1 }) { _ in done.lock(); results += 1; done.broadcast(); done.unlock() }
+        }
+        database.shutdown(timeout: 5)
+        done.lock()
+        let deadline = Date().addingTimeInterval(10)
+        while results < 3 && done.wait(until: deadline) {}
+        done.unlock()
+        #expect(results == 3, "every queued job gets its completion")
+    }
+
+    static func threadCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+    }
+}
