@@ -254,6 +254,25 @@ def test_client_that_stops_answering_pings_goes_offline(mongo_uri):
         server.stop()
 
 
+def test_an_idle_client_that_answers_pings_stays_connected(mongo_uri):
+    # The server's PING carries a byte: lws 4.1.6 does not report an empty PONG, so every idle
+    # client that answered an empty PING was dropped at the hang-up time all the same.
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_PING_INTERVAL_SECONDS": "1", "WS_PING_TIMEOUT_SECONDS": "3"})
+    try:
+        uid = user_id()
+
+        async def run():
+            ws, welcome = await connect(server, ISSUER.token(uid))   # websockets answers PINGs by itself
+            assert welcome["type"] == "welcome"
+            await asyncio.sleep(7)                                    # more than twice the hang-up time
+            await ws.send(json.dumps({"type": "ping", "id": "p"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ok"
+            assert online(server, uid)
+            await ws.close()
+        asyncio.run(run())
+    finally:
+        server.stop()
+
 def test_two_instances_count_presence_as_one(mongo_uri):
     a = Server(mongo_uri, env=ISSUER.env())
     b = Server(mongo_uri, env=ISSUER.env(), db_name=a.db_name)
