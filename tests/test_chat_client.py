@@ -430,3 +430,36 @@ def test_without_url_the_client_finds_the_server_on_port(chat_server, tmp_path):
     (tmp_path / ".env").write_text(f"# local\nexport PORT='{chat_server.port}'\n")
     by_file = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert by_file.returncode == 0 and alice in by_file.stdout, by_file.stderr
+
+
+def test_a_restarted_client_catches_up_past_the_servers_page_bound(chat_server, tmp_path):
+    # Six groups of twelve messages that escape to 48 KB each: far more than one sync reply carries
+    # (256 KiB). The client syncs again while the reply says `hasMore`, and shows each message once.
+    alice, bob = uid("alice"), uid("bob")
+    state = str(tmp_path / "bob.state")
+    b = Script(chat_server, bob, "--state", state)
+    a = Script(chat_server, alice)
+    try:
+        cids = [a.request(type="conversation.create", name=f"g{n}", members=[bob])["conversation"]["conversationId"]
+                for n in range(6)]
+        b.expect(lambda f: f["type"] == "conversation" and f["conversation"]["conversationId"] == cids[-1])
+        b.kill()
+        for cid in cids:
+            for i in range(12):
+                a.send(type="message.send", id=f"{cid}-{i}", conversationId=cid, text=f"{i:02d}" + "\u0002" * 7998)
+        for cid in cids:
+            for i in range(12):
+                a.expect(lambda f: f.get("id") == f"{cid}-{i}" and f["type"] == "ok", timeout=90, consume=False)
+
+        b = Script(chat_server, bob, "--state", state)
+        deadline = time.time() + 90
+        while len(b.messages()) < 72 and time.time() < deadline:
+            time.sleep(0.5)
+        got = {}
+        for m in b.messages():
+            got.setdefault(m["conversationId"], []).append(m["seq"])
+        assert {cid: sorted(got.get(cid, [])) for cid in cids} == {cid: list(range(1, 13)) for cid in cids}
+        assert len(b.messages()) == 72, "each message once"
+    finally:
+        a.close()
+        b.close()

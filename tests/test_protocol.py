@@ -637,7 +637,7 @@ def test_chat_events_reach_the_documented_connections(live, keys):
         assert (await cy.event("conversation", lambda f: CY not in f["conversation"]["members"]))["conversation"] == removed
         assert await cy.refused("history", conversationId=gid) == "forbidden"
         assert await cy.refused("typing", conversationId=gid) == "forbidden"
-        assert await cy.call("sync") == {"conversations": []}
+        assert await cy.call("sync") == {"conversations": [], "hasMore": False}
 
         left = (await bob.call("conversation.leave", conversationId=gid))["conversation"]
         assert left["members"] == [ADA]

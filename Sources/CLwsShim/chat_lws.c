@@ -155,8 +155,11 @@ int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int
 }
 
 int chat_lws_write_ping(struct lws *wsi) {
-    unsigned char buf[LWS_PRE];
-    return lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING);
+    /* One payload byte: lws 4.1.6 does not report an empty PONG (LWS_CALLBACK_RECEIVE_PONG), so the
+       answer to an empty PING never counted as traffic and idle clients were dropped. */
+    unsigned char buf[LWS_PRE + 1];
+    buf[LWS_PRE] = 'p';
+    return lws_write(wsi, buf + LWS_PRE, 1, LWS_WRITE_PING);
 }
 
 void chat_lws_kill(struct lws *wsi) { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); }

@@ -274,6 +274,11 @@ public final class ChatConnection: WebSocketClientDelegate, @unchecked Sendable 
                     let messages = entry["messages"]?.arrayValue?.compactMap { ChatMessage(json: $0) } ?? []
                     outcome.merge(ledger.applyPage(c.id, messages, hasMore: entry["hasMore"]?.boolValue ?? false))
                 }
+                if data["hasMore"]?.boolValue == true {
+                    // The reply was cut at the server's page bound: sync on from the positions it brought.
+                    apply(outcome)
+                    return sync()
+                }
                 outcome.merge(ledger.endSync())
                 apply(outcome)
                 persistBaselines()

@@ -30,9 +30,9 @@ extension ChatChannel {
         case .leave(let conversation):
             changeGroup(session, id, me, conversation, .leave)
         case .listConversations(let limit, let before):
+            let maxBytes = pageBytes
             chatJob(session, id, "conversations_list", { c in try ChatStore.list(me, limit: limit, before: before, on: c) }) { page in
-                ["next": page.next.map { .string($0.text) } ?? .null,
-                 "conversations": .array(page.conversations.map { item in
+                let all: [[String: JSONValue]] = page.conversations.map { item in
                     var o = item.conversation.json
                     o["unread"] = .int(item.unread)
                     o["reads"] = .object(item.reads.mapValues { .int($0) })
@@ -41,8 +41,18 @@ extension ChatChannel {
                         preview["deleted"] = preview["deleted"] ?? .bool(false)   // stored before the field was
                         return .object(preview)
                     } ?? .null
-                    return .object(o)
-                })]
+                    return o
+                }
+                // Cut at the page's byte bound (large groups carry every member): the next page starts
+                // after the last conversation sent.
+                var budget = PageBudget(bytes: maxBytes)
+                let kept = all.prefix { budget.take(PageBudget.size(of: $0)) }
+                var next = page.next
+                if kept.count < all.count {
+                    let last = page.conversations[kept.count - 1].conversation
+                    next = ConversationCursor(updatedAt: last.updatedAt, conversationID: last.id)
+                }
+                return ["next": next.map { .string($0.text) } ?? .null, "conversations": .array(kept.map { .object($0) })]
             }
         case .send(let conversation, let clientID, let text):
             do { try ChatRules.validateText(text, maxBytes: settings.maxTextBytes) } catch {
@@ -60,16 +70,18 @@ extension ChatChannel {
         case .delete(let conversation, let messageID):
             changeMessage(session, id, me, conversation, messageID, .delete)
         case .history(let query):
-            chatJob(session, id, "history", { c in try ChatStore.history(me, query, on: c) }) { page in
+            let maxBytes = pageBytes
+            chatJob(session, id, "history", { c in try ChatStore.history(me, query, maxBytes: maxBytes, on: c) }) { page in
                 ["conversationId": .string(query.conversationID), "messages": .array(page.messages.map { .object($0.json) }),
                  "hasMore": .bool(page.hasMore)]
             }
         case .sync(let positions, let limit):
-            chatJob(session, id, "sync", { c in try ChatStore.sync(me, positions: positions, limit: limit, on: c) }) { results in
-                ["conversations": .array(results.map { r in
+            let maxBytes = pageBytes
+            chatJob(session, id, "sync", { c in try ChatStore.sync(me, positions: positions, limit: limit, maxBytes: maxBytes, on: c) }) { sync in
+                ["conversations": .array(sync.results.map { r in
                     .object(["conversation": .object(r.conversation.json), "messages": .array(r.page.messages.map { .object($0.json) }),
                              "hasMore": .bool(r.page.hasMore)])
-                })]
+                }), "hasMore": .bool(sync.hasMore)]
             }
         case .read(let conversation, let seq):
             chatJob(session, id, "read", { c in try ChatStore.markRead(me, conversationID: conversation, seq: seq, origin: origin, now: Date(), on: c) }) { [self] in
@@ -91,6 +103,9 @@ extension ChatChannel {
             break
         }
     }
+
+    /// The byte bound of a `history`, `sync` or `conversations.list` page on this server.
+    var pageBytes: Int { PageBudget.pageBytes(outboundLimit: settings.maxOutboundBytes) }
 
     private func changeGroup(_ session: ChatSession, _ id: String?, _ me: String, _ conversation: String, _ change: ChatStore.GroupChange) {
         let origin = instanceID

@@ -43,6 +43,7 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         authenticator = SessionAuthenticator(settings: settings, logger: logger, post: post)
         batcher = MessageBatcher(database: database, maxBatch: settings.maxBatch, instanceID: instanceID, logger: logger,
                                  post: post) { [unowned self] fanout in deliver(fanout) }
+        database.recordSessions(asInstance: instanceID)
     }
 
     func start() { authenticator.start() }
@@ -353,9 +354,12 @@ final class ChatChannel: WebSocketService, ClerkSessionListener {
         failedDisconnects.removeAll()
         for item in retry { unregister(recordID: item.recordID, userID: item.userID, at: item.at) }
         let (instanceID, host, timeout) = (self.instanceID, hostName, TimeInterval(settings.instanceTimeoutSeconds))
-        database.submit("presence_heartbeat", { c -> Bool in
+        database.submit("presence_heartbeat", { [database, logger] c -> Bool in
             let swept = try PresenceStore.heartbeat(instanceID: instanceID, host: host, now: now, on: c)
-            try PresenceStore.sweepDeadInstances(except: instanceID, now: now, timeout: timeout, on: c)
+            if swept { database.forgetRecordedSessions() }
+            let sweep = try PresenceStore.sweepDeadInstances(except: instanceID, now: now, timeout: timeout, on: c)
+            if sweep.sessionsKilled > 0 { logger.info("swept a dead instance: its open transactions aborted", metadata: ["sessions": "\(sweep.sessionsKilled)"]) }
+            for problem in sweep.problems { logger.warning("sweep: \(problem)") }
             return swept
         }) { [post, logger] result in
             post { [self] in

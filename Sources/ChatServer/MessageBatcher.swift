@@ -51,30 +51,94 @@ final class MessageBatcher {
         inFlight = true
         let sends = batch.map(\.send)
         let origin = instanceID
-        database.submit("message_batch", { c in
-            // A concurrent writer (another instance) can take the same sequence numbers first, or a
-            // send can repeat a stored client id: a unique index refuses the batch, and it is retried,
-            // this time looking up earlier sends (a resend gets its first ack).
-            var attempt = 0
-            while true {
-                attempt += 1
-                do {
-                    return try ChatStore.sendBatch(sends, origin: origin, now: Date(), lookUpEarlier: attempt > 1, on: c)
-                } catch let error as DatabaseError {
-                    switch error {
-                    case .duplicateKey where attempt < 8: continue
-                    case .failed(_, 112, _) where attempt < 8: continue
-                    default: throw error
-                    }
-                }
-            }
-        }) { [post] result in
+        let now = Date()
+        blocked = blocked.filter { $0.value > now }
+        let suspects = Set(blocked.keys)
+        database.submit("message_batch", { c in try Self.store(sends, origin: origin, suspects: suspects, on: c) }) { [post] result in
             post { [self] in
                 inFlight = false
-                complete(batch, result)
+                if case .success(let stored) = result {
+                    let until = Date().addingTimeInterval(Self.suspectFor)
+                    for id in stored.blocked { blocked[id] = until }
+                    for id in stored.unblocked { blocked[id] = nil }
+                }
+                complete(batch, result.map { ($0.results, $0.fanouts) })
                 flush()
             }
         }
+    }
+
+    /// Conversations found blocked (conflicts past the retry budget, typically a crashed instance's
+    /// transaction still open on them), until when: their sends go apart, so they do not hold back the rest.
+    private var blocked: [String: Date] = [:]
+    static let suspectFor: TimeInterval = 5
+
+    /// Conflicts a batch waits out before its conversations are tried one by one.
+    static let batchRetry = RetryPolicy(budget: 0.5)
+    /// Then each conversation alone gets this, all of them together `splitBudget` at most (after it,
+    /// one attempt each).
+    static let conversationRetry = 0.25
+    static let splitBudget = 1.0
+    /// A conversation recently found blocked gets one short try per batch: it answers `unavailable`
+    /// at once while blocked, and is stored as soon as it is free.
+    static let suspectRetry = RetryPolicy(budget: 0.05)
+
+    struct Stored {
+        var results: [ChatStore.SendResult]
+        var fanouts: [ChatStore.Fanout]
+        var blocked: Set<String> = []
+        var unblocked: Set<String> = []
+    }
+
+    /// Stores a batch: one transaction for the sends into conversations not under suspicion; when its
+    /// conflicts outlast the retry budget and it spans several conversations, each is tried alone, so
+    /// that one blocked conversation does not hold back the others. Sends into `suspects` are tried
+    /// apart, briefly. Sends into a blocked conversation are answered `unavailable` (the clients resend
+    /// them with the same client id), never `internal`.
+    static func store(_ sends: [ChatStore.PendingSend], origin: String, suspects: Set<String>,
+                      on c: MongoConnection) throws -> Stored {
+        var out = Stored(results: [ChatStore.SendResult](repeating: .retryLater("not tried"), count: sends.count), fanouts: [])
+        let (apart, together) = sends.indices.reduce(into: ([Int](), [Int]())) { acc, i in
+            if suspects.contains(sends[i].conversationID) { acc.0.append(i) } else { acc.1.append(i) }
+        }
+
+        /// Stores `indices` in one transaction; false when conflicts outlasted `retry`.
+        func attempt(_ indices: [Int], _ retry: RetryPolicy) throws -> Bool {
+            do {
+                let (results, fanouts) = try ChatStore.sendBatch(indices.map { sends[$0] }, origin: origin, now: Date(), retry: retry, on: c)
+                for (i, outcome) in zip(indices, results) { out.results[i] = outcome }
+                out.fanouts += fanouts
+                return true
+            } catch let error as DatabaseError where error.isBusy {
+                for i in indices { out.results[i] = .retryLater("\(error)") }
+                return false
+            } catch where !out.fanouts.isEmpty {
+                // Other sends of this job are stored: they must get their acks, so these are answered
+                // `unavailable` (a resend is safe) rather than failing the job (`internal` stores nothing).
+                for i in indices { out.results[i] = .retryLater("\(error)") }
+                return true
+            }
+        }
+        func byConversation(_ indices: [Int]) -> [(String, [Int])] {
+            Dictionary(grouping: indices) { sends[$0].conversationID }.sorted { $0.key < $1.key }
+        }
+
+        if !together.isEmpty, try !attempt(together, batchRetry) {
+            let groups = byConversation(together)
+            if groups.count == 1 {
+                out.blocked.insert(groups[0].0)
+            } else {
+                let deadline = Date().addingTimeInterval(splitBudget)
+                for (id, indices) in groups {
+                    let budget = max(0, min(conversationRetry, deadline.timeIntervalSinceNow))
+                    if try !attempt(indices, RetryPolicy(budget: budget)) { out.blocked.insert(id) }
+                }
+            }
+        }
+        for (id, indices) in byConversation(apart) {
+            if try attempt(indices, suspectRetry) { out.unblocked.insert(id) } else { out.blocked.insert(id) }
+        }
+        return out
     }
 
     private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [ChatStore.Fanout]), Error>) {
@@ -91,6 +155,8 @@ final class MessageBatcher {
                     ]))
                 case .failed(let error):
                     ChatChannel.report(error, to: waiting.session, id: waiting.requestID, logger: logger)
+                case .retryLater:
+                    waiting.session.fail(waiting.requestID, .unavailable, "conversation busy, retry")
                 }
             }
             for fanout in fanouts { deliver(fanout) }

@@ -14,6 +14,8 @@ public indirect enum BSONValue: Equatable, Sendable {
     case int32(Int32)
     case int64(Int64)
     case objectID(String)
+    /// Binary data with its subtype (4: a UUID, as in session ids).
+    case binary(subtype: UInt8, bytes: [UInt8])
     case unsupported(UInt32)
 
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
@@ -84,6 +86,8 @@ extension BSONDocument {
         case .int64(let i): bson_append_int64(bson, key, -1, i)
         case .date(let d): bson_append_date_time(bson, key, -1, Int64((d.timeIntervalSince1970 * 1000).rounded()))
         case .objectID(let hex): chat_bson_append_oid_hex(bson, key, hex)
+        case .binary(let subtype, let bytes):
+            bson_append_binary(bson, key, -1, bson_subtype_t(rawValue: UInt32(subtype)), bytes, UInt32(bytes.count))
         case .document(let doc):
             let child = chat_bson_begin_document(bson, key)!
             doc.append(to: child)
@@ -126,6 +130,13 @@ extension BSONDocument {
             var hex = [CChar](repeating: 0, count: 25)
             chat_bson_iter_oid_hex(iter, &hex)
             return .objectID(String(cString: hex))
+        case BSON_TYPE_BINARY:
+            var subtype = bson_subtype_t(rawValue: 0)
+            var length: UInt32 = 0
+            var p: UnsafePointer<UInt8>?
+            bson_iter_binary(iter, &subtype, &length, &p)
+            return .binary(subtype: UInt8(truncatingIfNeeded: subtype.rawValue),
+                           bytes: p.map { Array(UnsafeBufferPointer(start: $0, count: Int(length))) } ?? [])
         case BSON_TYPE_DOCUMENT, BSON_TYPE_ARRAY:
             guard let child = chat_bson_iter_child(iter) else { return .null }
             defer { chat_bson_iter_free(child) }

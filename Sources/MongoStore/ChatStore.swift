@@ -164,6 +164,8 @@ public enum ChatStore {
         /// Stored (or already stored by an earlier try with the same client id: `fresh` false).
         case stored(ChatMessage, fresh: Bool)
         case failed(ChatError)
+        /// Not stored: its conversation stayed blocked by conflicts (retry later, same client id).
+        case retryLater(String)
     }
 
     /// Stores many senders' messages in one transaction of four round trips, whatever the number of
@@ -173,11 +175,14 @@ public enum ChatStore {
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
-    /// (`lookUpEarlier`, one read per conversation and sender) finds it and returns its ack. The
-    /// unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer took first.
-    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, lookUpEarlier: Bool = true,
+    /// (which looks up earlier sends, one read per conversation and sender) finds it and returns its
+    /// ack. The unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer
+    /// took first. Both, and write conflicts, are retried in `withTransaction`'s one loop, within
+    /// `retry`; past it the batch fails with `DatabaseError.busy`.
+    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, retry: RetryPolicy = .standard,
                                  on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
-        try c.withTransaction { tx in
+        try c.withTransaction(retry: retry, alsoRetry: { if case .duplicateKey = $0 { return true } else { return false } }) { tx, attempt in
+            let lookUpEarlier = attempt > 1
             var results = [SendResult?](repeating: nil, count: sends.count)
             let ids = Set(sends.map(\.conversationID)).sorted()
             var conversationsByID: [String: Conversation] = [:]
@@ -304,17 +309,21 @@ public enum ChatStore {
         public let hasMore: Bool
     }
 
-    /// A page by sequence: before/after a seq, or the newest. Returned in ascending seq order.
-    public static func history(_ me: String, _ q: HistoryQuery, on c: MongoConnection) throws -> Page {
+    /// A page by sequence: before/after a seq, or the newest. Returned in ascending seq order. At most
+    /// `maxBytes` of encoded messages (at least one): the messages nearest the starting point are kept
+    /// and `hasMore` says the rest follows.
+    public static func history(_ me: String, _ q: HistoryQuery, maxBytes: Int = PageBudget.maxPageBytes, on c: MongoConnection) throws -> Page {
         _ = try member(me, of: q.conversationID, on: c)
         var filter: BSONDocument = ["conversationId": .string(q.conversationID)]
         let ascending = q.after != nil
         if let before = q.before { filter["seq"] = ["$lt": .int64(before)] }
         if let after = q.after { filter["seq"] = ["$gt": .int64(after)] }
         let docs = try c.collection(messages).find(filter, sort: ["seq": .int32(ascending ? 1 : -1)], limit: q.limit + 1)
-        var list = try withSenderState(docs.prefix(q.limit).compactMap(message), on: c)
+        let found = try withSenderState(docs.prefix(q.limit).compactMap(message), on: c)
+        var budget = PageBudget(bytes: maxBytes)
+        var list = Array(found.prefix { budget.take(PageBudget.size(of: $0.json)) })
         if !ascending { list.reverse() }
-        return Page(messages: list, hasMore: docs.count > q.limit)
+        return Page(messages: list, hasMore: docs.count > q.limit || list.count < found.count)
     }
 
     public struct SyncResult: Sendable {
@@ -322,21 +331,41 @@ public enum ChatStore {
         public let page: Page
     }
 
+    public struct SyncPage: Sendable {
+        public let results: [SyncResult]
+        /// The byte bound cut the reply before conversations that have news: sync again.
+        public let hasMore: Bool
+    }
+
     /// Catch-up after a reconnect: for each of the user's conversations, what came after the position
-    /// the client has (0 for conversations it does not know), in order, `limit` at most per conversation.
-    public static func sync(_ me: String, positions: [String: Int64], limit: Int, on c: MongoConnection) throws -> [SyncResult] {
+    /// the client has (0 for conversations it does not know), in order, `limit` at most per conversation,
+    /// and `maxBytes` of conversations and messages at most in all (the first entry always carries at
+    /// least one message).
+    public static func sync(_ me: String, positions: [String: Int64], limit: Int, maxBytes: Int = PageBudget.maxPageBytes,
+                            on c: MongoConnection) throws -> SyncPage {
         let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: 500)
         var out: [SyncResult] = []
+        var budget = PageBudget(bytes: maxBytes)
+        var full = false
         for doc in docs {
             guard let conversation = decode(doc) else { continue }
             let position = positions[conversation.id] ?? 0
             guard conversation.lastSeq > position else { continue }
+            if full { return SyncPage(results: out, hasMore: true) }
             let found = try c.collection(messages).find(["conversationId": .string(conversation.id), "seq": ["$gt": .int64(position)]],
                                                         sort: ["seq": .int32(1)], limit: limit + 1)
             let list = try withSenderState(found.prefix(limit).compactMap(message), on: c)
-            out.append(SyncResult(conversation: conversation, page: Page(messages: list, hasMore: found.count > limit)))
+            guard let first = list.first else { continue }
+            // The entry with its first message, as one item: an entry without messages is not sent.
+            var entry = budget
+            let header = PageBudget.size(of: ["conversation": .object(conversation.json), "messages": .array([]), "hasMore": .bool(true)])
+            guard entry.take(header + PageBudget.size(of: first.json)) else { return SyncPage(results: out, hasMore: true) }
+            let kept = [first] + list.dropFirst().prefix { entry.take(PageBudget.size(of: $0.json)) }
+            budget = entry
+            out.append(SyncResult(conversation: conversation, page: Page(messages: kept, hasMore: found.count > limit || kept.count < list.count)))
+            full = kept.count < list.count
         }
-        return out
+        return SyncPage(results: out, hasMore: false)
     }
 
     /// Stores "read up to seq" (never backwards) and tells the other members.

@@ -20,6 +20,7 @@ public final class Database: @unchecked Sendable {
     private var busyWorkers = 0
     private let logger: Logger
     private let queueDepthGauge = Gauge(label: "chat_db_queue_depth")
+    private let sessionLedger = SessionLedger()
 
     private struct Job {
         let operation: String
@@ -118,8 +119,15 @@ public final class Database: @unchecked Sendable {
     public func withConnection<T>(_ work: (MongoConnection) throws -> T) rethrows -> T {
         let client = mongoc_client_pool_pop(pool)!
         defer { mongoc_client_pool_push(pool, client) }
-        return try work(MongoConnection(client: client, databaseName: name))
+        return try work(MongoConnection(client: client, databaseName: name, ledger: sessionLedger))
     }
+
+    /// Writes the sessions this process's transactions use to the `instances` record `id`, so that
+    /// the instances that sweep it after a crash can abort its open transactions (`killSessions`).
+    public func recordSessions(asInstance id: String) { sessionLedger.recordSessions(asInstance: id) }
+
+    /// The instance record was created again: its sessions are written anew.
+    public func forgetRecordedSessions() { sessionLedger.forgetRecorded() }
 
     private func workerLoop() {
         while true {

@@ -10,6 +10,8 @@ public enum DatabaseError: Error, Equatable, CustomStringConvertible {
     case overloaded
     /// The pool is shutting down.
     case shuttingDown
+    /// A transient conflict (a write conflict, a racing writer) outlasted the retry budget: retry later.
+    case busy(String)
     case failed(domain: UInt32, code: UInt32, message: String)
 
     public var description: String {
@@ -18,19 +20,22 @@ public enum DatabaseError: Error, Equatable, CustomStringConvertible {
         case .duplicateKey(let m): return "duplicate key: \(m)"
         case .overloaded: return "database job queue full"
         case .shuttingDown: return "database pool shutting down"
+        case .busy(let m): return "database busy (conflicts past the retry budget): \(m)"
         case .failed(let d, let c, let m): return "database error \(d).\(c): \(m)"
         }
     }
 
     public var isUnavailable: Bool {
         switch self {
-        case .unavailable, .overloaded, .shuttingDown: return true
+        case .unavailable, .overloaded, .shuttingDown, .busy: return true
         default: return false
         }
     }
 
+    public var isBusy: Bool { if case .busy = self { return true } else { return false } }
+
     /// A write conflict between concurrent transactions (code 112): retrying the transaction resolves it.
-    var isTransactionConflict: Bool {
+    public var isTransactionConflict: Bool {
         if case .failed(_, let code, let message) = self {
             return code == 112 || code == 251 || message.contains("WriteConflict") || message.contains("TransientTransactionError")
         }

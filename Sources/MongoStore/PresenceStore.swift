@@ -33,15 +33,34 @@ public enum PresenceStore {
     /// Marks offline the users of every instance whose heartbeat stopped `timeout` ago, with `lastSeen`
     /// at its last heartbeat, then removes its records. Safe to run on every instance at once, and to
     /// repeat after a crash halfway: each step is idempotent.
+    public struct Sweep: Sendable {
+        public var users: [String] = []
+        /// Sessions of dead instances killed (their open transactions aborted).
+        public var sessionsKilled = 0
+        public var problems: [String] = []
+    }
+
     @discardableResult
-    public static func sweepDeadInstances(except me: String, now: Date, timeout: TimeInterval, on c: MongoConnection) throws -> [String] {
+    public static func sweepDeadInstances(except me: String, now: Date, timeout: TimeInterval, on c: MongoConnection) throws -> Sweep {
         let dead = try c.collection(instances).find([
             "_id": ["$ne": .string(me)],
             "heartbeatAt": ["$lt": .date(now.addingTimeInterval(-timeout))],
         ])
-        var sweptUsers: [String] = []
+        var sweep = Sweep()
         for instance in dead {
             guard let id = instance["_id"]?.stringValue else { continue }
+            // First abort its open transactions (a kill -9 in the middle of a message batch): until
+            // then they block every writer of the documents they touched. Best effort: without the
+            // privilege, or on a database without the command, they end with the server's
+            // transaction lifetime instead.
+            if let sessions = instance["sessions"]?.arrayValue, !sessions.isEmpty {
+                do {
+                    try c.killSessions(sessions)
+                    sweep.sessionsKilled += sessions.count
+                } catch {
+                    sweep.problems.append("killSessions for instance \(id): \(error)")
+                }
+            }
             let heartbeat = instance["heartbeatAt"]?.dateValue ?? now
             let lastSeen = PresenceRules.lastSeen(forDeadInstanceHeartbeat: heartbeat, now: now)
             let records = try c.collection(connections).find(["instanceId": .string(id)], projection: ["userId": .int32(1)])
@@ -51,9 +70,9 @@ public enum PresenceStore {
             }
             try c.collection(connections).deleteMany(["instanceId": .string(id)])
             try c.collection(instances).deleteOne(["_id": .string(id)])
-            sweptUsers += users
+            sweep.users += users
         }
-        return sweptUsers
+        return sweep
     }
 
     public static func removeInstance(_ instanceID: String, on c: MongoConnection) throws {
@@ -162,10 +181,16 @@ public enum PresenceStore {
         if q.onlineOnly { filter["isOnline"] = .bool(true) }
         if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
         if let search = q.search, !search.isEmpty {
+            // Names by substring; an email only as the whole address, so that nobody can probe
+            // addresses a few characters at a time.
             let pattern = NSRegularExpression.escapedPattern(for: search)
-            filter["$or"] = .array(["username", "firstName", "lastName", "email"].map {
+            var any: [BSONValue] = ["username", "firstName", "lastName"].map {
                 .document(BSONDocument([($0, ["$regex": .string(pattern), "$options": .string("i")])]))
-            })
+            }
+            if UserDirectory.couldBeEmail(search) {
+                any.append(["email": ["$regex": .string("^" + pattern + "$"), "$options": .string("i")]])
+            }
+            filter["$or"] = .array(any)
         }
         return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
             "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),

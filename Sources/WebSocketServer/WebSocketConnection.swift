@@ -65,11 +65,13 @@ public final class WebSocketConnection {
         self.server = server
     }
 
-    /// Queues a frame. Returns false when the connection is closing or its queue overflowed.
+    /// Queues a frame. Returns false when the connection is closing or its queue overflowed. The cap
+    /// is on what the client has left unread: a frame into an empty queue is always taken, so one
+    /// large reply is never by itself a slow consumer (the server bounds its frames: pages by bytes).
     @discardableResult
     public func send(_ frame: OutboundFrame) -> Bool {
         guard state == .open else { return false }
-        if queuedBytes + frame.count > server.options.maxOutboundBytes {
+        if queuedBytes > 0 && queuedBytes + frame.count > server.options.maxOutboundBytes {
             server.metrics.slowConsumerClosed()
             close(server.options.slowConsumerCloseCode, reason: "slow consumer: outbound queue full")
             return false

@@ -32,7 +32,8 @@ public enum ClerkEventError: Error, Equatable, CustomStringConvertible {
 }
 
 extension ClerkEvent {
-    /// Decodes a Clerk event envelope. Unknown fields are ignored; profile fields may be null or missing.
+    /// Decodes a Clerk event envelope. Unknown fields are ignored; profile fields may be null or missing,
+    /// and are cut to `ProfileLimits`.
     public static func decode(_ body: [UInt8]) throws(ClerkEventError) -> ClerkEvent {
         let data = Data(body)
         let decoder = JSONDecoder()
@@ -57,10 +58,10 @@ extension ClerkEvent {
             let email = user.primary_email_address_id.flatMap { primary in
                 user.email_addresses?.first { $0.id == primary }?.email_address
             }
-            let profile = UserProfile(
+            let profile = ProfileLimits.capped(UserProfile(
                 clerkID: id, username: user.username, email: email,
                 firstName: user.first_name, lastName: user.last_name,
-                imageURL: user.image_url ?? user.profile_image_url)
+                imageURL: user.image_url ?? user.profile_image_url))
             return .userUpserted(type: type, profile: profile, clerkUpdatedAt: updatedAt)
         case "user.deleted":
             guard let user = try? decoder.decode(Envelope<UserData>.self, from: data).data,
