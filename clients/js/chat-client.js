@@ -808,18 +808,22 @@ export function createChatClient(options) {
     try {
       await refreshConversations();
       if (gen !== generation) return;
-      const positions = {};
-      for (const [id, rec] of convs) {
-        const b = boxes.get(id);
-        // Held messages, or a loaded (possibly empty) history: from there; otherwise skip it (history on opening).
-        positions[id] = b && (b.bySeq.size || b.loaded) ? contiguousHigh(b) : rec.meta.lastSeq;
-      }
-      const data = await request("sync", { positions, limit: pageSize });
-      if (gen !== generation) return;
-      for (const entry of data.conversations ?? []) {
-        if (!applyConversation(entry.conversation, { fromList: true })) continue;
-        for (const m of entry.messages) applyMessage(m, "created", "catchup");
-        if (entry.hasMore) await pageForward(gen, entry.conversation.conversationId);
+      // A reply cut at the server's byte bound says data.hasMore: sync again from where it left us.
+      for (let round = 0, more = true; more && round < CATCH_UP_MAX_PAGES; round++) {
+        const positions = {};
+        for (const [id, rec] of convs) {
+          const b = boxes.get(id);
+          // Held messages, or a loaded (possibly empty) history: from there; otherwise skip it (history on opening).
+          positions[id] = b && (b.bySeq.size || b.loaded) ? contiguousHigh(b) : rec.meta.lastSeq;
+        }
+        const data = await request("sync", { positions, limit: pageSize });
+        if (gen !== generation) return;
+        for (const entry of data.conversations ?? []) {
+          if (!applyConversation(entry.conversation, { fromList: true })) continue;
+          for (const m of entry.messages) applyMessage(m, "created", "catchup");
+          if (entry.hasMore) await pageForward(gen, entry.conversation.conversationId);
+        }
+        more = data.hasMore === true;
       }
       // Edits and deletes made meanwhile to messages already held (sync brings only newer ones).
       for (const [id, b] of boxes) {
