@@ -717,8 +717,13 @@ async function pickPerson(u, li) {
     li.classList.toggle("selected", selected.has(u.userId));
     return;
   }
+  await openFromDialog(() => ui.client.openDirect(u.userId));
+}
+
+/** Opens the conversation `make` creates and closes the people dialog, or shows why it failed there. */
+async function openFromDialog(make) {
   try {
-    const c = await ui.client.openDirect(u.userId);
+    const c = await make();
     $("people-dialog").close();
     watchMembers();
     openConversation(c.conversationId);
@@ -731,15 +736,7 @@ async function pickPerson(u, li) {
 async function createGroup() {
   const name = $("group-name").value.trim();
   if (!name) { $("people-error").textContent = "Give the group a name."; $("people-error").hidden = false; return; }
-  try {
-    const c = await ui.client.createGroup(name, [...selected.keys()]);
-    $("people-dialog").close();
-    watchMembers();
-    openConversation(c.conversationId);
-  } catch (error) {
-    $("people-error").textContent = error.message;
-    $("people-error").hidden = false;
-  }
+  await openFromDialog(() => ui.client.createGroup(name, [...selected.keys()]));
 }
 
 // ---------------------------------------------------------------------------------------------
