@@ -17,6 +17,8 @@ trap 'stop_secantus $SECANTUS_PID' EXIT
 export CHAT_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
 export CHAT_SERVER_BIN="$ROOT/.build/debug/chat-server"
 export SECANTUSD
+# libmongoc counters in memory, not in /dev/shm files that killed test processes leave behind (see tests/conftest.py).
+export MONGOC_DISABLE_SHM=1
 
 status=0
 # Serially: the integration tests start server processes that all create databases and indexes on the

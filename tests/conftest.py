@@ -19,6 +19,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _children = []
+# Every chat-server and tool started here: libmongoc keeps its counters in memory instead of
+# /dev/shm/mongoc-<pid>, which killed processes leave behind ("Falling back to malloc for counters."
+# on stderr of a later process with the same pid, an extra line a one-line check counts).
+os.environ["MONGOC_DISABLE_SHM"] = "1"
 
 
 def _reap():
