@@ -89,7 +89,7 @@ struct Churn: ParsableCommand {
         }
         let abrupt = conns.filter(\.closeAfterAuth).count
         let unexpectedFailures = harness.sync { conns.filter { !$0.closeAfterAuth && $0.welcomedNs == 0 }.count }
-        print("churned \(total) connections in \(fmt(churnSeconds, 1)) s: \(welcomed) welcomed, \(failed) closed before welcome (\(abrupt) on purpose)")
+        Console.print("churned \(total) connections in \(fmt(churnSeconds, 1)) s: \(welcomed) welcomed, \(failed) closed before welcome (\(abrupt) on purpose)")
         sleepSeconds(settle)
 
         // Presence as clients see it: users.query from one more connection.
@@ -201,7 +201,7 @@ struct Churn: ParsableCommand {
         let out = Pipe()
         process.standardOutput = out
         do { try process.run() } catch {
-            print("pymongo check not run: \(error)")
+            Console.print("pymongo check not run: \(error)")
             return nil
         }
         let data = out.fileHandleForReading.readDataToEndOfFile()

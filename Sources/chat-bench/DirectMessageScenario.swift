@@ -29,7 +29,7 @@ struct DirectMessages: ParsableCommand {
         let tokens = mintTokens(keys, users: users)
         let conns = users.indices.map { Conn(index: $0, userID: users[$0], token: tokens[$0], harness: harness) }
         let ramp = harness.openAll(conns, concurrency: common.connectConcurrency, timeout: 120)
-        print("opened \(ramp.opened) of \(conns.count) in \(fmt(ramp.seconds, 2)) s")
+        Console.print("opened \(ramp.opened) of \(conns.count) in \(fmt(ramp.seconds, 2)) s")
         guard ramp.failed == 0, !ramp.timedOut else {
             throw BenchError("could not open every connection (\(ramp.failed) failed): \(harness.errorSummary)")
         }
@@ -72,7 +72,7 @@ struct DirectMessages: ParsableCommand {
         guard cids.allSatisfy({ $0 != nil }) else {
             throw BenchError("conversation.direct failed for \(cids.filter { $0 == nil }.count) pairs: \(harness.errorSummary)")
         }
-        print("\(pairs) direct conversations open")
+        Console.print("\(pairs) direct conversations open")
         sleepSeconds(0.5)
 
         let total = max(1, Int(rate * duration))

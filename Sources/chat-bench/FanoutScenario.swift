@@ -33,7 +33,7 @@ struct Fanout: ParsableCommand {
         let tokens = mintTokens(keys, users: users)
         let conns = (0..<members).map { Conn(index: $0, userID: users[$0], token: tokens[$0], harness: harness) }
         let ramp = harness.openAll(conns, concurrency: common.connectConcurrency, timeout: 120)
-        print("opened \(ramp.opened) of \(members) in \(fmt(ramp.seconds, 2)) s")
+        Console.print("opened \(ramp.opened) of \(members) in \(fmt(ramp.seconds, 2)) s")
         guard ramp.failed == 0, !ramp.timedOut else {
             throw BenchError("could not open every member connection (\(ramp.failed) failed): \(harness.errorSummary)")
         }
@@ -80,7 +80,7 @@ struct Fanout: ParsableCommand {
             throw BenchError("conversation.create failed: \(harness.sync { createError } ?? "no answer")")
         }
         let everyoneKnows = harness.waitUntil(timeout: 30) { announced >= members }
-        print("group \(cid) created; \(harness.sync { announced }) members told\(everyoneKnows ? "" : " (not all)")")
+        Console.print("group \(cid) created; \(harness.sync { announced }) members told\(everyoneKnows ? "" : " (not all)")")
         sleepSeconds(0.5)
 
         // Sending at a fixed rate; each text carries its intended send time.

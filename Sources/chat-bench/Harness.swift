@@ -190,7 +190,7 @@ final class Harness {
             if now - lastReport >= 10_000_000_000 {
                 lastReport = now
                 let recent = rampWelcomes.reversed().prefix { $0 + 10_000_000_000 >= now }.count
-                print("  … \(rampDone - rampFailed) of \(rampTotal) open after \(Int(seconds(now - start))) s (\(recent / 10)/s over the last 10 s)")
+                Console.print("  … \(rampDone - rampFailed) of \(rampTotal) open after \(Int(seconds(now - start))) s (\(recent / 10)/s over the last 10 s)")
             }
             return rampDone == rampTotal
         }
@@ -286,6 +286,8 @@ final class Ticker: @unchecked Sendable {
 
     init(harness: Harness, periodMicros: UInt32 = 500, _ body: @escaping (UInt64) -> Bool) {
         let loop = harness.loop
+        // Called only on the loop thread, through `loop.post`.
+        nonisolated(unsafe) let body = body
         let thread = Thread { [self] in
             while true {
                 lock.lock()

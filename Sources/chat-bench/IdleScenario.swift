@@ -12,7 +12,7 @@ struct Keys: ParsableCommand {
 
     func run() throws {
         let keys = try DevelopmentKeys.loadOrCreate(in: URL(fileURLWithPath: dir))
-        print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
+        Console.print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
     }
 }
 
@@ -40,7 +40,7 @@ struct Idle: ParsableCommand {
         var t = monoNow()
         let tokens = mintTokens(keys, users: users)
         let mintSeconds = seconds(monoNow() - t)
-        print("minted \(total) RS256 tokens in \(fmt(mintSeconds, 2)) s")
+        Console.print("minted \(total) RS256 tokens in \(fmt(mintSeconds, 2)) s")
         let conns = (0..<total).map { Conn(index: $0, userID: users[$0], token: tokens[$0], harness: harness) }
 
         let warm = harness.openAll(Array(conns[..<warmup]), concurrency: common.connectConcurrency, timeout: 60)
@@ -51,7 +51,7 @@ struct Idle: ParsableCommand {
         t = monoNow()
         let ramp = harness.openAll(Array(conns[warmup...]), concurrency: common.connectConcurrency, timeout: timeout)
         let usage = cpu.stop()
-        print("opened \(ramp.opened) of \(connections) in \(fmt(ramp.seconds, 2)) s (\(ramp.failed) failed\(ramp.timedOut ? ", timed out" : ""))")
+        Console.print("opened \(ramp.opened) of \(connections) in \(fmt(ramp.seconds, 2)) s (\(ramp.failed) failed\(ramp.timedOut ? ", timed out" : ""))")
         sleepSeconds(settle)
         let after = common.serverPid.flatMap(Proc.rssKiB)
         let stillOpen = harness.sync { conns[warm.opened...].filter { $0.state == .open }.count }

@@ -237,21 +237,21 @@ struct ScenarioReport {
     var notes: [String] = []
 
     func emit(jsonOut: String?) {
-        print("== \(scenario) ==")
-        print("parameters: \(parametersText)")
-        print("results:    \(resultsText)")
-        print("target:     \(target)")
-        print("verdict:    \(verdict)")
-        for n in notes { print("note:       \(n)") }
+        Console.print("== \(scenario) ==")
+        Console.print("parameters: \(parametersText)")
+        Console.print("results:    \(resultsText)")
+        Console.print("target:     \(target)")
+        Console.print("verdict:    \(verdict)")
+        for n in notes { Console.print("note:       \(n)") }
         let object: [String: Any] = ["scenario": scenario, "parameters": parameters, "results": results,
                                      "summary": ["parameters": parametersText, "results": resultsText, "target": target,
                                                  "verdict": verdict, "notes": notes]]
         guard let data = try? JSONSerialization.data(withJSONObject: Self.clean(object), options: [.sortedKeys]) else {
-            print("could not encode the JSON result")
+            Console.print("could not encode the JSON result")
             return
         }
         let line = String(decoding: data, as: UTF8.self)
-        if jsonOut == nil { print("json: \(line)") }
+        if jsonOut == nil { Console.print("json: \(line)") }
         if let jsonOut {
             if !FileManager.default.fileExists(atPath: jsonOut) { _ = FileManager.default.createFile(atPath: jsonOut, contents: nil) }
             if let h = FileHandle(forWritingAtPath: jsonOut) {

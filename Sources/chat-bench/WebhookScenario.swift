@@ -35,7 +35,7 @@ struct Webhook: ParsableCommand {
         for level in levels {
             let outcome = runLevel(level, secret: secret, host: host, port: port, tag: "\(run)_c\(level)")
             let perSecond = Double(outcome.applied) / max(outcome.seconds, 1e-9)
-            print("concurrency \(level): \(outcome.applied) applied of \(outcome.sent) in \(fmt(outcome.seconds, 2)) s = \(fmtInt(perSecond))/s; \(outcome.latency.text); cpu \(CPUMeter.text(outcome.cpu))")
+            Console.print("concurrency \(level): \(outcome.applied) applied of \(outcome.sent) in \(fmt(outcome.seconds, 2)) s = \(fmtInt(perSecond))/s; \(outcome.latency.text); cpu \(CPUMeter.text(outcome.cpu))")
             levelResults.append(["concurrency": level, "sent": outcome.sent, "applied": outcome.applied, "statuses": outcome.statuses,
                                  "transport_errors": outcome.transportErrors, "seconds": Latency.round(outcome.seconds),
                                  "applied_per_s": Latency.round(perSecond), "latency": outcome.latency.json, "cpu_percent": outcome.cpu])
@@ -157,7 +157,7 @@ struct Webhook: ParsableCommand {
 /// A minimal HTTP/1.1 client over one POSIX socket, kept alive between requests.
 final class HTTPConnection {
     struct Failure: Error { let message: String }
-    static var timeoutSeconds = 30
+    static let timeoutSeconds = 30
 
     private let host: String
     private let port: UInt16

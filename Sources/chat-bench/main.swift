@@ -12,6 +12,5 @@ struct ChatBench: ParsableCommand {
         subcommands: [Keys.self, Idle.self, Fanout.self, DirectMessages.self, Churn.self, Webhook.self])
 }
 
-setvbuf(stdout, nil, _IOLBF, 0)
 raiseFileLimit()
 ChatBench.main()

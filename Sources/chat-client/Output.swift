@@ -6,12 +6,12 @@ enum Output {
     private static let lock = NSLock()
 
     static func json(_ value: JSONValue) {
-        write(value.text + "\n", to: stdout)
+        write(value.text + "\n", to: .standardOutput)
     }
 
-    static func text(_ line: String) { write(line, to: stdout) }
+    static func text(_ line: String) { write(line, to: .standardOutput) }
 
-    static func warn(_ message: String) { write("chat-client: \(message)\n", to: stderr) }
+    static func warn(_ message: String) { write("chat-client: \(message)\n", to: .standardError) }
 
     /// Prints the one line and exits with status 1.
     static func fail(_ message: String) -> Never {
@@ -19,10 +19,10 @@ enum Output {
         exit(1)
     }
 
-    static func write(_ text: String, to stream: UnsafeMutablePointer<FILE>) {
+    /// Through write(2), unbuffered (C's `stdout` is a global variable Swift 6 refuses to touch).
+    static func write(_ text: String, to handle: FileHandle) {
         lock.lock()
         defer { lock.unlock() }
-        fputs(text, stream)
-        fflush(stream)
+        handle.write(Data(text.utf8))
     }
 }

@@ -68,6 +68,6 @@ struct BackfillUsers: ParsableCommand {
             if page.count < pageSize { break }
             offset += page.count
         }
-        print("backfill done: \(counts[.applied] ?? 0) applied, \(counts[.superseded] ?? 0) already newer, \(counts[.duplicate] ?? 0) unchanged")
+        Console.print("backfill done: \(counts[.applied] ?? 0) applied, \(counts[.superseded] ?? 0) already newer, \(counts[.duplicate] ?? 0) unchanged")
     }
 }

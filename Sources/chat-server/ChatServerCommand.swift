@@ -35,7 +35,7 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "chat-server")
         // The seed's plain lines in development; the same words as JSON log lines in production.
         do {
-            let app = try ChatServerApp(config: config, logger: logger) { line in production ? logger.info("\(line)") : print(line) }
+            let app = try ChatServerApp(config: config, logger: logger) { line in production ? logger.info("\(line)") : Console.print(line) }
             let code = try app.run()
             throw ExitCode(code)
         } catch let error as ExitCode {

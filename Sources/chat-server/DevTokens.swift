@@ -16,11 +16,11 @@ struct DevKeys: ParsableCommand {
     func run() throws {
         try runTool("dev-keys") {
             if webhookSecret {
-                print(try DevelopmentKeys.loadOrCreateWebhookSecret(in: URL(fileURLWithPath: dir)))
+                Console.print(try DevelopmentKeys.loadOrCreateWebhookSecret(in: URL(fileURLWithPath: dir)))
                 return
             }
             let keys = try DevelopmentKeys.loadOrCreate(in: URL(fileURLWithPath: dir))
-            print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
+            Console.print(keys.publicKeyPEM, terminator: keys.publicKeyPEM.hasSuffix("\n") ? "" : "\n")
         }
     }
 }
@@ -51,6 +51,6 @@ struct MintToken: ParsableCommand {
         let token = try DevelopmentKeys.mint(privateKeyPEM: keys.privateKeyPEM, userID: user,
                                              sessionID: session ?? "sess_dev_\(user)", lifetime: TimeInterval(ttl),
                                              azp: azp, issuer: nil, kid: nil, now: Date())
-        print(token)
+        Console.print(token)
     }
 }

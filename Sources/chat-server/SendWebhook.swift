@@ -68,7 +68,7 @@ struct SendWebhook: ParsableCommand {
                 let hint = status == 400 ? ": is the secret the server's CLERK_WEBHOOK_SECRET?" : ""
                 throw ToolFailure.failed("the server answered \(summary)\(hint)")
             }
-            print(summary)
+            Console.print(summary)
         }
     }
 

@@ -1,0 +1,9 @@
+import Foundation
+
+/// Lines to stdout through write(2), unbuffered: a pipe (scripts/bench.sh's log) sees each at once.
+/// (C's `stdout` is a global variable Swift 6 refuses to touch.)
+enum Console {
+    static func print(_ text: String, terminator: String = "\n") {
+        FileHandle.standardOutput.write(Data((text + terminator).utf8))
+    }
+}
