@@ -63,7 +63,7 @@ public enum ChatStore {
         }
     }
 
-    public enum GroupChange { case rename(String), add([String]), remove(String), leave }
+    public enum GroupChange: Sendable { case rename(String), add([String]), remove(String), leave }
 
     /// Changes a group; members hear about it (a removed member too, so their client drops it).
     /// Checks in the order a client can act on: the conversation (`not_found`, `forbidden`), its kind
@@ -98,7 +98,7 @@ public enum ChatStore {
 
     public struct Listed: Sendable {
         public let conversation: Conversation
-        public let lastMessage: BSONDocument?
+        public let lastMessage: MessagePreview?
         public let unread: Int64
         /// Every member's "read up to" position (receipts missed while offline).
         public let reads: [String: Int64]
@@ -135,7 +135,7 @@ public enum ChatStore {
                 "conversationId": .string(conversation.id), "seq": ["$gt": .int64(positions[conversation.id]?[me] ?? 0)],
                 "senderId": ["$ne": .string(me)], "deleted": ["$ne": .bool(true)],
             ], hint: Self.bySequence)
-            return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue, unread: unread,
+            return Listed(conversation: conversation, lastMessage: doc["lastMessage"]?.documentValue.flatMap(preview), unread: unread,
                           reads: positions[conversation.id] ?? [:])
         }
         var next: ConversationCursor?
@@ -261,7 +261,7 @@ public enum ChatStore {
         }
     }
 
-    public enum MessageChange { case edit(String), delete }
+    public enum MessageChange: Sendable { case edit(String), delete }
 
     /// Edits or deletes one's own message; members get the latest state.
     public static func change(_ me: String, conversationID: String, messageID: String, _ change: MessageChange,
@@ -478,6 +478,12 @@ public enum ChatStore {
         return Conversation(id: id, kind: kind, name: doc["name"]?.stringValue,
                             members: doc["members"]?.arrayValue?.compactMap(\.stringValue) ?? [],
                             lastSeq: doc["lastSeq"]?.int64Value ?? 0, updatedAt: doc["updatedAt"]?.dateValue ?? Date(timeIntervalSince1970: 0))
+    }
+
+    static func preview(_ doc: BSONDocument) -> MessagePreview? {
+        guard let id = doc["messageId"]?.stringValue, let seq = doc["seq"]?.int64Value, let sender = doc["senderId"]?.stringValue else { return nil }
+        return MessagePreview(messageID: id, seq: seq, senderID: sender, text: doc["text"]?.stringValue,
+                              deleted: doc["deleted"]?.boolValue ?? false, createdAt: doc["createdAt"]?.dateValue)
     }
 
     static func document(_ m: ChatMessage) -> BSONDocument {

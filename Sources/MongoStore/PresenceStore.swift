@@ -176,7 +176,7 @@ public enum PresenceStore {
     }
 
     /// A page of users for `users.query`: by id, optionally only online ones or matching a search.
-    public static func query(_ q: UsersQuery, on c: MongoConnection) throws -> [BSONDocument] {
+    public static func query(_ q: UsersQuery, on c: MongoConnection) throws -> [DirectoryEntry] {
         var filter: BSONDocument = ["deleted": ["$ne": .bool(true)]]
         if q.onlineOnly { filter["isOnline"] = .bool(true) }
         if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
@@ -192,9 +192,15 @@ public enum PresenceStore {
             }
             filter["$or"] = .array(any)
         }
-        return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
+        let docs = try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
             "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
             "imageUrl": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1),
         ], hint: UserStore.byClerkID)
+        return docs.map { d in
+            DirectoryEntry(userID: d["clerkId"]?.stringValue ?? "", username: d["username"]?.stringValue,
+                           firstName: d["firstName"]?.stringValue, lastName: d["lastName"]?.stringValue,
+                           imageURL: d["imageUrl"]?.stringValue, isOnline: d["isOnline"]?.boolValue ?? false,
+                           lastSeen: d["lastSeen"]?.dateValue)
+        }
     }
 }

@@ -1,6 +1,8 @@
 import CLwsShim
 import Foundation
 import Logging
+import ServiceLoop
+import Synchronization
 
 /// Routes HTTP requests (service thread only).
 public protocol HTTPService: AnyObject {
@@ -11,11 +13,23 @@ public protocol HTTPService: AnyObject {
 public protocol WebSocketService: AnyObject {
     /// Decides whether an upgrade may proceed; nil accepts, a string names the refusal for the log.
     func refusal(forUpgrade request: UpgradeRequest) -> String?
-    func opened(_ connection: WebSocketConnection)
-    func received(_ connection: WebSocketConnection, message: [UInt8])
-    func closed(_ connection: WebSocketConnection)
+    func opened(_ connection: any ClientConnection)
+    /// A whole message; lws has checked a text message's UTF-8, not a binary one's.
+    func received(_ connection: any ClientConnection, message: [UInt8], binary: Bool)
+    func closed(_ connection: any ClientConnection)
     /// Called every `tickMicroseconds` (default 200 ms) for timeouts and housekeeping.
     func tick()
+}
+
+/// What the channel holds of one client's socket: a WebSocket here, an in-memory connection in
+/// in-process tests (ChatTesting). Service thread only.
+public protocol ClientConnection: AnyObject {
+    var id: UInt64 { get }
+    var request: UpgradeRequest { get }
+    /// Queues a frame; false when closing or over the outbound cap (the connection is then closed).
+    @discardableResult func send(_ frame: OutboundFrame) -> Bool
+    /// Sends what is queued, then closes with `code`.
+    func close(_ code: CloseCode, reason: String)
 }
 
 /// Counters the adapter reports (open sockets, slow consumers) without depending on a metrics library.
@@ -72,24 +86,25 @@ public final class LwsServer {
 
     private var handle: OpaquePointer?
     private var context: OpaquePointer?
-    private let inboxLock = NSLock()
-    private var inbox: [() -> Void] = []
-    private var stopRequested = false
+    /// The service thread: `run()` serves on it, and every entry below checks it.
+    public let loop: ServiceLoop
     private var nextID: UInt64 = 0
     private var exchanges: [UInt64: HTTPExchange] = [:]
     /// Declared body bytes of the requests being read now (bounded by `maxBodyBytesInFlight`).
     public private(set) var bodyBytesInFlight = 0
     public private(set) var connections: [UInt64: WebSocketConnection] = [:]
-    private var serviceThread: pthread_t?
 
-    public init(options: Options, http: HTTPService, webSocket: WebSocketService,
+    /// Made on the service thread (`loop.enter()` first): the listener, the routes and the channel.
+    public init(options: Options, loop: ServiceLoop, http: HTTPService, webSocket: WebSocketService,
                 metrics: TransportMetrics, logger: Logger) throws {
+        loop.preconditionInLoop()
+        self.loop = loop
         self.options = options
         self.http = http
         self.webSocket = webSocket
         self.metrics = metrics
         self.logger = logger
-        lwsLogger = logger
+        lwsLogger.withLock { if $0 == nil { $0 = logger } }   // lws logs process-wide: the first server's logger
         chat_lws_set_log(Int32(LLL_ERR | LLL_WARN), lwsLogLine)
 
         var o = chat_lws_options()
@@ -120,46 +135,20 @@ public final class LwsServer {
         handle = created
         context = chat_lws_context(created)
         port = Int(chat_lws_listen_port(created))
+        let wakeable = UInt(bitPattern: context)   // a pointer is not Sendable; lws_cancel_service is thread-safe
+        loop.setWaker { lws_cancel_service(OpaquePointer(bitPattern: wakeable)) }
     }
 
     deinit { if let handle { chat_lws_destroy(handle) } }
 
-    /// Runs the service loop on the calling thread until `stop()`.
+    /// Serves on the service thread until `loop.stop()`.
     public func run() {
-        serviceThread = pthread_self()
+        loop.preconditionInLoop()
         scheduleTick()
-        while true {
-            inboxLock.lock()
-            let stop = stopRequested
-            inboxLock.unlock()
-            if stop { break }
+        while !loop.isStopRequested {
             if lws_service(context, 0) < 0 { break }
         }
-        drainInbox()
-    }
-
-    /// Queues `work` for the service thread. Safe from any thread.
-    public func post(_ work: @escaping () -> Void) {
-        inboxLock.lock()
-        inbox.append(work)
-        inboxLock.unlock()
-        lws_cancel_service(context)
-    }
-
-    /// Ends `run()` after the current iteration. Safe from any thread.
-    public func stop() {
-        inboxLock.lock()
-        stopRequested = true
-        inboxLock.unlock()
-        lws_cancel_service(context)
-    }
-
-    func drainInbox() {
-        inboxLock.lock()
-        let work = inbox
-        inbox.removeAll(keepingCapacity: true)
-        inboxLock.unlock()
-        for item in work { item() }
+        loop.drain()
     }
 
     private func scheduleTick() {
@@ -182,7 +171,8 @@ public final class LwsServer {
         let sessionID = user?.assumingMemoryBound(to: UInt64.self)
         switch reason {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            drainInbox()
+            // lws reports one wake-up to every protocol: this one drains the inbox.
+            loop.drain()
         case LWS_CALLBACK_HTTP:
             guard let wsi, let sessionID else { return -1 }
             // A kept-alive connection's previous exchange is over: drop it before the next one.
@@ -353,6 +343,7 @@ public final class LwsServer {
     }
 
     func respond(_ id: UInt64, _ response: HTTPResponse) {
+        loop.preconditionInLoop()
         // The client may have gone while a worker was busy: then there is nobody to answer.
         exchanges[id]?.respond(response)
     }
@@ -362,7 +353,7 @@ public final class LwsServer {
         guard length > 0 else { return nil }
         var buffer = [CChar](repeating: 0, count: length + 1)
         guard chat_lws_header(wsi, token, &buffer, Int32(buffer.count)) >= 0 else { return nil }
-        return String(cString: buffer)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     static func header(_ wsi: OpaquePointer, named name: String) -> String? {
@@ -378,7 +369,7 @@ public final class LwsServer {
         default:
             var buffer = [CChar](repeating: 0, count: 1024)
             let n = chat_lws_custom_header(wsi, name + ":", &buffer, Int32(buffer.count))
-            return n >= 0 ? String(cString: buffer) : nil
+            return n >= 0 ? buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } : nil
         }
     }
 
@@ -388,8 +379,6 @@ public final class LwsServer {
                                        _ user: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
         let sessionID = user?.assumingMemoryBound(to: UInt64.self)
         switch reason {
-        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            drainInbox()
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             guard let wsi else { return -1 }
             let request = upgradeRequest(wsi)
@@ -468,7 +457,7 @@ public final class LwsServer {
         guard lws_is_final_fragment(wsi) != 0, remaining == 0 else { return 0 }
         let message = connection.inbound
         connection.inbound.removeAll(keepingCapacity: true)
-        webSocket?.received(connection, message: message)
+        webSocket?.received(connection, message: message, binary: lws_frame_is_binary(wsi) != 0)
         return 0
     }
 
@@ -539,7 +528,7 @@ extension Optional where Wrapped == String {
     }
 }
 
-nonisolated(unsafe) private var lwsLogger: Logger?
+private let lwsLogger = Mutex<Logger?>(nil)
 
 extension LwsServer {
     /// Lines a client without credentials can cause are rate-limited (see `LogLimiter`).
@@ -551,7 +540,7 @@ extension LwsServer {
 private func lwsLogLine(_ level: Int32, _ line: UnsafePointer<CChar>?) {
     guard let line else { return }
     let text = String(cString: line).trimmingCharacters(in: .whitespacesAndNewlines)
-    LwsServer.clientLog.log(lwsLogger, .warning, category: "lws", "lws: \(text.prefix(300))")
+    LwsServer.clientLog.log(lwsLogger.withLock { $0 }, .warning, category: "lws", "lws: \(text.prefix(300))")
 }
 
 private func server(of wsi: OpaquePointer?) -> LwsServer? {
