@@ -54,7 +54,7 @@ final class ChatRequestHandler {
             presence.unsubscribe(session, from: users)
             session.send(.ok(id: id, data: [:]))
         case .usersQuery(let query):
-            respond(session, id, "users_query", { c in try PresenceStore.query(query, on: c) }) { users in
+            respond(session, id, "users_query", { c in try UserStore.directory(query, on: c) }) { users in
                 let next: JSONValue = users.count == query.limit ? .string(users.last?.userID ?? "") : .null
                 return ["users": .array(users.map { .object($0.json) }), "next": next]
             }

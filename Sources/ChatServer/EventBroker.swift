@@ -18,7 +18,7 @@ final class EventBroker {
     private let registry: ConnectionRegistry
     private let presence: PresenceService
     private let logger: Logger
-    private var gate = SequenceGate<ChatStore.Fanout>()
+    private var gate = SequenceGate<Fanout>()
     private let feeds = Feeds()
 
     init(loop: ServiceLoop, database: Database, instanceID: String, registry: ConnectionRegistry,
@@ -33,7 +33,7 @@ final class EventBroker {
 
     /// Sends a fan-out to this instance's connections of its recipients, messages in sequence order.
     /// The frame was encoded once; every connection queues the same bytes.
-    func deliver(_ fanout: ChatStore.Fanout) {
+    func deliver(_ fanout: Fanout) {
         guard let seq = fanout.seq else { return send(fanout) }
         for ready in gate.accept(conversation: fanout.conversationID, seq: seq, item: fanout, now: Date()) { send(ready) }
     }
@@ -44,7 +44,7 @@ final class EventBroker {
         for fanout in gate.expire(now: now) { send(fanout) }
     }
 
-    private func send(_ fanout: ChatStore.Fanout) {
+    private func send(_ fanout: Fanout) {
         registry.send(OutboundFrame(fanout.frame), to: fanout.recipients, excluding: fanout.exclude)
     }
 

@@ -21,7 +21,7 @@ final class MessageBatcher {
     private let maxBatch: Int
     private let instanceID: String
     private let logger: Logger
-    private let deliver: (ChatStore.Fanout) -> Void
+    private let deliver: (Fanout) -> Void
     private var queue: [Waiting] = []
     private var inFlight = false
     // Their ratio is the mean batch size: how many sends share a transaction.
@@ -29,7 +29,7 @@ final class MessageBatcher {
     private let committedSends = Counter(label: "chat_message_batch_sends_total")
 
     init(loop: ServiceLoop, database: Database, maxBatch: Int, instanceID: String, logger: Logger,
-         deliver: @escaping (ChatStore.Fanout) -> Void) {
+         deliver: @escaping (Fanout) -> Void) {
         self.loop = loop
         self.database = database
         self.maxBatch = maxBatch
@@ -84,7 +84,7 @@ final class MessageBatcher {
 
     struct Stored: Sendable {
         var results: [ChatStore.SendResult]
-        var fanouts: [ChatStore.Fanout]
+        var fanouts: [Fanout]
         var blocked: Set<String> = []
         var unblocked: Set<String> = []
     }
@@ -140,7 +140,7 @@ final class MessageBatcher {
         return out
     }
 
-    private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [ChatStore.Fanout]), any Error>) {
+    private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [Fanout]), any Error>) {
         switch result {
         case .success(let (results, fanouts)):
             committedBatches.increment()
