@@ -75,7 +75,7 @@ let package = Package(
         // A typed client of the documented protocol over WebSocketClient (chat-client and chat-bench).
         .target(name: "ChatClient", dependencies: ["WebSocketClient", "ChatDomain", "ClerkAuth"]),
         .executableTarget(name: "chat-client", dependencies: [
-            "ChatClient", "ClerkAuth",
+            "ChatClient", "ClerkAuth", "EnvFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "chat-bench", dependencies: [

@@ -252,7 +252,7 @@ public final class LwsServer {
             exchange.reservedBodyBytes = length
             bodyBytesInFlight += length
             exchange.bodyDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(options.bodyTimeoutSeconds) * 1_000_000_000
-            exchange.expectBody(limit: limit, headers: kept, handler: handler)
+            exchange.expectBody(headers: kept, handler: handler)
         }
         return 0
     }
@@ -330,13 +330,9 @@ public final class LwsServer {
     }
 
     private func finishBody(_ exchange: HTTPExchange) {
-        guard case .readingBody(let limit, let headers, let handler) = exchange.state else { return }
+        guard case .readingBody(let headers, let handler) = exchange.state else { return }
         releaseBody(exchange)
         exchange.bodyDeadline = nil
-        if exchange.body.count > limit {
-            exchange.respond(.error(413, "body larger than \(limit) bytes", close: true))
-            return
-        }
         exchange.state = .handling
         let request = HTTPRequest(method: exchange.head.method, path: exchange.head.path, headers: headers, body: exchange.body)
         handler(request, HTTPResponder(server: self, exchangeID: exchange.id))
