@@ -64,8 +64,12 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        // Starts the embedded database and real server processes for integration tests.
-        .target(name: "ChatTesting", dependencies: ["ClerkAuth", "ChatDomain", "MongoStore"]),
+        // Starts the embedded database and real server processes for integration tests, and runs the
+        // chat channel in-process against in-memory connections (InProcessChat).
+        .target(name: "ChatTesting", dependencies: [
+            "ClerkAuth", "ChatDomain", "ChatServer", "MongoStore", "ServiceLoop", "WebSocketServer",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "chat-server", dependencies: [
             "ChatServer", "ClerkAuth", "ChatDomain", "EnvFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

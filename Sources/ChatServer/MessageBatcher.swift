@@ -26,6 +26,8 @@ final class MessageBatcher {
     private var inFlight = false
     // Their ratio is the mean batch size: how many sends share a transaction.
     private let committedBatches = Counter(label: "chat_message_batches_total")
+    /// Transactions committed by this batcher (the counter above, readable here).
+    private(set) var batchesCommitted = 0
     private let committedSends = Counter(label: "chat_message_batch_sends_total")
 
     init(loop: ServiceLoop, database: Database, maxBatch: Int, instanceID: String, logger: Logger,
@@ -144,6 +146,7 @@ final class MessageBatcher {
         switch result {
         case .success(let (results, fanouts)):
             committedBatches.increment()
+            batchesCommitted += 1
             committedSends.increment(by: batch.count)
             for (waiting, outcome) in zip(batch, results) {
                 switch outcome {
