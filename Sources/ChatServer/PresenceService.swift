@@ -9,7 +9,8 @@ import WebSocketServer
 /// Presence on this instance (service thread): connection records written and removed, the instance's
 /// heartbeat and the sweep of dead instances, and who watches whose presence here, with coalesced
 /// updates. Changes from every instance arrive through the `users` change stream (`observe`); this
-/// instance's own arrive sooner from its presence jobs. Each update frame is encoded once.
+/// instance's own arrive sooner from its presence jobs. Each update frame is encoded once. Records are
+/// written and removed in batches (`PresenceBatcher`).
 final class PresenceService {
     private let loop: ServiceLoop
     private let database: Database
@@ -21,11 +22,13 @@ final class PresenceService {
 
     private var subscribers: [String: Set<UInt64>] = [:]
     private var coalescer = PresenceCoalescer()
-    /// Connection records being written or removed: shutdown waits for them.
-    private(set) var pendingJobs = 0
+    /// Writes and removes connection records in batches; shutdown waits for it to be idle.
+    private(set) lazy var batcher = PresenceBatcher(loop: loop, database: database, instanceID: instanceID) { [unowned self] batch, result in
+        disconnected(batch, result)
+    }
     /// Disconnects that could not be written (database away): retried with each heartbeat, so the
     /// user does not stay online once the database is back.
-    private var failedDisconnects: [(recordID: String, userID: String, at: Date)] = []
+    private var failedDisconnects: [PresenceStore.DisconnectRequest] = []
     private var nextHeartbeat = Date.distantPast
     /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
     private var instanceRecorded = false
@@ -40,20 +43,15 @@ final class PresenceService {
         self.logger = logger
     }
 
-    var isIdle: Bool { pendingJobs == 0 }
+    var isIdle: Bool { batcher.isIdle }
 
     // MARK: connection records
 
     /// Writes the connection record of a verified session; `completion` gets the outcome (service thread).
     func register(_ session: ChatSession, _ claims: SessionClaims,
                   completion: @escaping (Result<PresenceStore.ConnectOutcome, any Error>) -> Void) {
-        pendingJobs += 1
-        let (recordID, instanceID) = (session.recordID, self.instanceID)
-        database.submit("presence_connect", on: loop, { c in
-            try PresenceStore.connect(connectionID: recordID, userID: claims.userID, sessionID: claims.sessionID,
-                                      instanceID: instanceID, now: Date(), on: c)
-        }) { [self] result in
-            pendingJobs -= 1
+        let recordID = session.recordID
+        batcher.connect(.init(connectionID: recordID, userID: claims.userID, sessionID: claims.sessionID)) { [self] result in
             if session.isClosed {
                 // Closed while its record was being written: remove the record now.
                 if case .success(.online) = result { unregister(recordID: recordID, userID: claims.userID, at: Date()) }
@@ -77,20 +75,19 @@ final class PresenceService {
     }
 
     private func unregister(recordID: String, userID: String, at: Date) {
-        pendingJobs += 1
-        database.submit("presence_disconnect", on: loop, { c in
-            try PresenceStore.disconnect(connectionID: recordID, userID: userID, at: at, on: c)
-        }) { [self] result in
-            pendingJobs -= 1
-            switch result {
-            case .success(let snapshot):
-                logger.debug("connection removed", metadata: ["connection": "\(recordID)", "user": "\(userID)",
-                                                             "userOnline": "\(snapshot?.isOnline ?? false)"])
-                if let snapshot { observe(snapshot) }
-            case .failure(let error):
-                logger.error("could not remove connection record, will retry", metadata: ["error": "\(error)"])
-                failedDisconnects.append((recordID, userID, at))
-            }
+        batcher.disconnect(.init(connectionID: recordID, userID: userID, at: at))
+    }
+
+    private func disconnected(_ batch: [PresenceStore.DisconnectRequest], _ result: Result<[PresenceSnapshot?], any Error>) {
+        switch result {
+        case .success(let snapshots):
+            logger.debug("connections removed", metadata: ["count": "\(batch.count)"])
+            // One snapshot per user: every request of a user carries the same read.
+            var seen = Set<String>()
+            for case let snapshot? in snapshots where seen.insert(snapshot.userID).inserted { observe(snapshot) }
+        case .failure(let error):
+            logger.error("could not remove connection records, will retry", metadata: ["error": "\(error)", "count": "\(batch.count)"])
+            failedDisconnects += batch
         }
     }
 
@@ -108,7 +105,7 @@ final class PresenceService {
     private func heartbeat(_ now: Date) {
         let retry = failedDisconnects
         failedDisconnects.removeAll()
-        for item in retry { unregister(recordID: item.recordID, userID: item.userID, at: item.at) }
+        for request in retry { batcher.disconnect(request) }
         let (instanceID, host, timeout) = (self.instanceID, hostName, TimeInterval(settings.instanceTimeoutSeconds))
         database.submit("presence_heartbeat", on: loop, { [database, logger] c -> Bool in
             let swept = try PresenceStore.heartbeat(instanceID: instanceID, host: host, now: now, on: c)
@@ -130,11 +127,7 @@ final class PresenceService {
 
     /// Writes the connection record again (after a sweep) without touching the session's state.
     private func reregister(_ session: ChatSession, _ claims: SessionClaims) {
-        let (recordID, instanceID) = (session.recordID, self.instanceID)
-        database.submit("presence_connect", on: loop, { c in
-            _ = try PresenceStore.connect(connectionID: recordID, userID: claims.userID, sessionID: claims.sessionID,
-                                          instanceID: instanceID, now: Date(), on: c)
-        }) { _ in }
+        batcher.connect(.init(connectionID: session.recordID, userID: claims.userID, sessionID: claims.sessionID)) { _ in }
     }
 
     /// Removes this instance's record (shutdown, once its connections are gone), then calls `done`.

@@ -42,6 +42,30 @@ public final class MongoCollection {
         if !ok { throw DatabaseError(error) }
     }
 
+    /// `insertMany(ordered: false)` where a document whose `_id` is already stored is no error (it was
+    /// written before: a re-registration). Any other write error throws. Returns how many were new.
+    @discardableResult
+    public func insertManySkippingDuplicates(_ documents: [BSONDocument]) throws(DatabaseError) -> Int {
+        guard !documents.isEmpty else { return 0 }
+        let bsons = documents.map { d -> OpaquePointer in let b = bson_new()!; d.append(to: b); return b }
+        defer { bsons.forEach { bson_destroy($0) } }
+        var pointers: [OpaquePointer?] = bsons
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
+        var error = bson_error_t()
+        let ok = withOptions(["ordered": .bool(false)]) { opts in
+            mongoc_collection_insert_many(handle, &pointers, pointers.count, opts, reply, &error)
+        }
+        let r = BSONDocument(bson: reply)
+        if !ok {
+            let codes = (r["writeErrors"]?.arrayValue ?? []).map { $0.documentValue?["code"]?.int64Value }
+            guard !codes.isEmpty, codes.allSatisfy({ $0 == 11000 }), r["writeConcernErrors"]?.arrayValue?.isEmpty ?? true else {
+                throw DatabaseError(error)
+            }
+        }
+        return Int(r["insertedCount"]?.int64Value ?? 0)
+    }
+
     @discardableResult
     public func updateOne(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false) throws(DatabaseError) -> UpdateResult {
         let reply = chat_bson_reply_new()!
@@ -61,15 +85,20 @@ public final class MongoCollection {
     }
 
     /// Several single-document updates in one round trip (unordered). Returns the matched count.
-    public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)]) throws(DatabaseError) -> Int64 {
+    /// `upsert`: each inserts its document when its filter matches none (one bulk write either way).
+    @discardableResult
+    public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
         let reply = chat_bson_reply_new()!
         defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
+        let itemOptions: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
         for (filter, update) in updates {
-            let added = filter.withBSON { f in update.withBSON { u in mongoc_bulk_operation_update_one_with_opts(bulk, f, u, nil, &error) } }
+            let added = filter.withBSON { f in
+                update.withBSON { u in itemOptions.withBSON { o in mongoc_bulk_operation_update_one_with_opts(bulk, f, u, o, &error) } }
+            }
             if !added { throw DatabaseError(error) }
         }
         if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }

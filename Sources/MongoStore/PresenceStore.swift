@@ -64,9 +64,11 @@ public enum PresenceStore {
             let heartbeat = instance["heartbeatAt"]?.dateValue ?? now
             let lastSeen = PresenceRules.lastSeen(forDeadInstanceHeartbeat: heartbeat, now: now)
             let records = try c.collection(connections).find(["instanceId": .string(id)], projection: ["userId": .int32(1)])
-            let users = Set(records.compactMap { $0["userId"]?.stringValue })
-            for user in users.sorted() {
-                try reconcile(userID: user, lastSeen: lastSeen, excludingInstance: id, on: c)
+            let users = Set(records.compactMap { $0["userId"]?.stringValue }).sorted()
+            // In slices, so that one query's `$in` stays small on an instance that held many users.
+            for start in stride(from: 0, to: users.count, by: 1000) {
+                let slice = users[start..<min(users.count, start + 1000)]
+                try reconcile(Dictionary(uniqueKeysWithValues: slice.map { ($0, lastSeen) }), excludingInstance: id, on: c)
             }
             try c.collection(connections).deleteMany(["instanceId": .string(id)])
             try c.collection(instances).deleteOne(["_id": .string(id)])
@@ -81,54 +83,147 @@ public enum PresenceStore {
 
     // MARK: connections
 
-    /// Records the connection, then marks the user online (creating a minimal user when the
-    /// `user.created` webhook has not arrived yet; it fills the profile in later). A user already
-    /// online through another socket is not written at all: the record is what keeps them online, and
-    /// a disconnect racing this one recounts the records after going offline (`reconcile`), so the
-    /// read below, made after the record exists, cannot leave them offline.
-    public static func connect(connectionID: String, userID: String, sessionID: String?, instanceID: String,
-                               now: Date, on c: MongoConnection) throws -> ConnectOutcome {
-        if let sessionID {
-            let revoked = try c.collection(revokedSessions).findOne(["_id": .string(sessionID)])
-            if revoked != nil { return .sessionEnded }
+    /// One socket to record: its record id, user and Clerk session.
+    public struct ConnectRequest: Sendable, Equatable {
+        public var connectionID: String
+        public var userID: String
+        public var sessionID: String?
+        public init(connectionID: String, userID: String, sessionID: String?) {
+            self.connectionID = connectionID
+            self.userID = userID
+            self.sessionID = sessionID
         }
-        // An upsert, so that re-registering after a sweep is the same operation.
-        try c.collection(connections).updateOne(["_id": .string(connectionID)], ["$setOnInsert": [
-            "userId": .string(userID), "instanceId": .string(instanceID),
-            "sessionId": .string(sessionID), "connectedAt": .date(now),
-        ]], upsert: true)
-        let users = c.collection(UserStore.users)
-        let current = try users.findOne(["clerkId": .string(userID)], projection: snapshotFields.appending([("deleted", .int32(1))]))
-        if current?["deleted"]?.boolValue == true {
-            try c.collection(connections).deleteOne(["_id": .string(connectionID)])
-            return .userDeleted
-        }
-        if let current, current["isOnline"]?.boolValue == true, let snapshot = snapshot(current) {
-            return .online(snapshot)
-        }
-        let update: BSONDocument = [
-            "$set": ["isOnline": .bool(true)],
-            "$inc": [presenceVersion: .int64(1)],
-            "$setOnInsert": .document(UserStore.profileFields(UserProfile(clerkID: userID))
-                .appending([("clerkId", .string(userID)), ("lastSeen", .date(now)), ("createdAt", .date(now)),
-                            ("updatedAt", .date(now)), ("deleted", .bool(false))])),
-        ]
-        var updated: BSONDocument?
-        do {
-            updated = try users.findOneAndUpdate(["clerkId": .string(userID)], update, upsert: true)
-        } catch {
-            // Two first connections raced to create the user: the other one created it.
-            guard case .duplicateKey = error else { throw error }
-            updated = try users.findOneAndUpdate(["clerkId": .string(userID)], update, upsert: true)
-        }
-        return .online(updated.flatMap(snapshot) ?? PresenceSnapshot(userID: userID, isOnline: true, lastSeen: now))
     }
 
-    /// Removes the connection record; the user goes offline, with `lastSeen` = `at`, when it was the last.
+    /// One socket gone: its record, user, and when (its user's `lastSeen` when it was the last).
+    public struct DisconnectRequest: Sendable, Equatable {
+        public var connectionID: String
+        public var userID: String
+        public var at: Date
+        public init(connectionID: String, userID: String, at: Date) {
+            self.connectionID = connectionID
+            self.userID = userID
+            self.at = at
+        }
+    }
+
+    /// What a batch did: an outcome per request, in order, and the database round trips it took.
+    public struct Batch<Outcome: Sendable>: Sendable {
+        public var outcomes: [Outcome]
+        public var operations: Int
+    }
+
+    /// Records many connections in a few round trips, whatever their number: the revoked sessions
+    /// among them (one find), their records (one insertMany; a record already there is a
+    /// re-registration), their users (one find), the records of deleted users removed again (one
+    /// delete), and the users not yet online set online (one bulk write, creating a minimal user when
+    /// the `user.created` webhook has not arrived yet; it fills the profile in later) and read back
+    /// (one find). A user already online through another socket is not written at all: the record is
+    /// what keeps them online, and a disconnect racing this one recounts the records after going
+    /// offline (`reconcile`), so the read, made after the records exist, cannot leave them offline.
+    public static func connect(_ batch: [ConnectRequest], instanceID: String, now: Date,
+                               on c: MongoConnection) throws -> Batch<ConnectOutcome> {
+        var outcomes = [ConnectOutcome?](repeating: nil, count: batch.count)
+        var operations = 0
+        let sessions = Array(Set(batch.compactMap(\.sessionID))).sorted()
+        var revoked: Set<String> = []
+        if !sessions.isEmpty {
+            operations += 1
+            revoked = Set(try c.collection(revokedSessions).find(["_id": ["$in": .array(sessions.map { .string($0) })]],
+                                                                 projection: ["_id": .int32(1)]).compactMap { $0["_id"]?.stringValue })
+        }
+        var live: [Int] = []
+        for (i, request) in batch.enumerated() {
+            if let session = request.sessionID, revoked.contains(session) { outcomes[i] = .sessionEnded } else { live.append(i) }
+        }
+        guard !live.isEmpty else { return Batch(outcomes: outcomes.map { $0! }, operations: operations) }
+
+        let records = c.collection(connections)
+        operations += 1
+        try records.insertManySkippingDuplicates(live.map { i in
+            let r = batch[i]
+            return ["_id": .string(r.connectionID), "userId": .string(r.userID), "instanceId": .string(instanceID),
+                    "sessionId": .string(r.sessionID), "connectedAt": .date(now)]
+        })
+        let userIDs = unique(live.map { batch[$0].userID })
+        let users = c.collection(UserStore.users)
+        operations += 1
+        let current = Dictionary(try users.find(byClerkID(userIDs), projection: snapshotFields.appending([("deleted", .int32(1))]),
+                                                hint: ["clerkId": .int32(1)]).compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
+                                 uniquingKeysWith: { a, _ in a })
+        let deleted = Set(userIDs.filter { current[$0]?["deleted"]?.boolValue == true })
+        if !deleted.isEmpty {
+            let refused = live.filter { deleted.contains(batch[$0].userID) }
+            operations += 1
+            try records.deleteMany(["_id": ["$in": .array(refused.map { .string(batch[$0].connectionID) })]])
+            for i in refused { outcomes[i] = .userDeleted }
+        }
+        var snapshots: [String: PresenceSnapshot] = [:]
+        var offline: [String] = []
+        for user in userIDs where !deleted.contains(user) {
+            if let doc = current[user], doc["isOnline"]?.boolValue == true, let snapshot = snapshot(doc) {
+                snapshots[user] = snapshot
+            } else {
+                offline.append(user)
+            }
+        }
+        if !offline.isEmpty {
+            let updates = offline.map { user -> (filter: BSONDocument, update: BSONDocument) in
+                (["clerkId": .string(user)], [
+                    "$set": ["isOnline": .bool(true)],
+                    "$inc": [presenceVersion: .int64(1)],
+                    "$setOnInsert": .document(UserStore.profileFields(UserProfile(clerkID: user))
+                        .appending([("clerkId", .string(user)), ("lastSeen", .date(now)), ("createdAt", .date(now)),
+                                    ("updatedAt", .date(now)), ("deleted", .bool(false))])),
+                ])
+            }
+            operations += 1
+            do {
+                try users.bulkUpdateOne(updates, upsert: true)
+            } catch {
+                guard case .duplicateKey = error else { throw error }
+                // Another instance created one of these users meanwhile: now it exists, the upsert updates it.
+                // Repeating the writes that did succeed only counts `presenceVersion` once more.
+                operations += 1
+                try users.bulkUpdateOne(updates, upsert: true)
+            }
+            operations += 1
+            for doc in try users.find(byClerkID(offline), projection: snapshotFields, hint: ["clerkId": .int32(1)]) {
+                if let s = snapshot(doc) { snapshots[s.userID] = s }
+            }
+        }
+        for i in live where outcomes[i] == nil {
+            let user = batch[i].userID
+            outcomes[i] = .online(snapshots[user] ?? PresenceSnapshot(userID: user, isOnline: true, lastSeen: now))
+        }
+        return Batch(outcomes: outcomes.map { $0! }, operations: operations)
+    }
+
+    /// One connection (`connect` with a batch of one).
+    public static func connect(connectionID: String, userID: String, sessionID: String?, instanceID: String,
+                               now: Date, on c: MongoConnection) throws -> ConnectOutcome {
+        try connect([ConnectRequest(connectionID: connectionID, userID: userID, sessionID: sessionID)],
+                    instanceID: instanceID, now: now, on: c).outcomes[0]
+    }
+
+    /// Removes many connection records (one delete); their users go offline, with `lastSeen` = the
+    /// latest `at` among their requests, when no record of theirs is left (`reconcile`: two to four
+    /// round trips for the whole batch). The outcome is each request's user's presence afterwards (one find).
+    public static func disconnect(_ batch: [DisconnectRequest], on c: MongoConnection) throws -> Batch<PresenceSnapshot?> {
+        guard !batch.isEmpty else { return Batch(outcomes: [], operations: 0) }
+        var operations = 1
+        try c.collection(connections).deleteMany(["_id": ["$in": .array(batch.map { .string($0.connectionID) })]])
+        var lastSeen: [String: Date] = [:]
+        for r in batch { lastSeen[r.userID] = max(lastSeen[r.userID] ?? r.at, r.at) }
+        operations += try reconcile(lastSeen, excludingInstance: nil, on: c)
+        operations += 1
+        let found = Dictionary(try snapshots(of: unique(batch.map(\.userID)), on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
+        return Batch(outcomes: batch.map { found[$0.userID] }, operations: operations)
+    }
+
+    /// One connection (`disconnect` with a batch of one).
     public static func disconnect(connectionID: String, userID: String, at: Date, on c: MongoConnection) throws -> PresenceSnapshot? {
-        try c.collection(connections).deleteOne(["_id": .string(connectionID)])
-        try reconcile(userID: userID, lastSeen: at, excludingInstance: nil, on: c)
-        return try snapshots(of: [userID], on: c).first
+        try disconnect([DisconnectRequest(connectionID: connectionID, userID: userID, at: at)], on: c).outcomes[0]
     }
 
     /// Records that a Clerk session ended, so that every instance closes its sockets (through the
@@ -139,25 +234,52 @@ public enum PresenceStore {
         ]], upsert: true)
     }
 
-    /// Sets `isOnline` from the connection records. The recount after going offline repairs a race with
-    /// a connect on another instance (its record was written before it set the user online).
-    static func reconcile(userID: String, lastSeen: Date, excludingInstance: String?, on c: MongoConnection) throws {
-        var filter: BSONDocument = ["userId": .string(userID)]
-        if let excludingInstance { filter["instanceId"] = ["$ne": .string(excludingInstance)] }
+    /// Sets `isOnline` from the connection records for many users at once, each offline one with its
+    /// `lastSeen`. The recount after going offline repairs a race with a connect on another instance
+    /// (its record was written before it set the user online). Returns the round trips taken (1-4).
+    @discardableResult
+    static func reconcile(_ lastSeen: [String: Date], excludingInstance: String?, on c: MongoConnection) throws -> Int {
+        guard !lastSeen.isEmpty else { return 0 }
         let records = c.collection(connections)
-        let byUser: BSONDocument = ["userId": .int32(1)]
-        guard try records.count(filter, hint: byUser) == 0 else { return }
+        func connected(_ users: [String]) throws -> Set<String> {
+            var filter: BSONDocument = ["userId": ["$in": .array(users.map { .string($0) })]]
+            if let excludingInstance { filter["instanceId"] = ["$ne": .string(excludingInstance)] }
+            return Set(try records.find(filter, projection: ["_id": .int32(0), "userId": .int32(1)], hint: ["userId": .int32(1)])
+                .compactMap { $0["userId"]?.stringValue })
+        }
+        var operations = 1
+        let stillConnected = try connected(lastSeen.keys.sorted())
+        let leaving = lastSeen.keys.sorted().filter { !stillConnected.contains($0) }
+        guard !leaving.isEmpty else { return operations }
         let users = c.collection(UserStore.users)
         // By clerkId alone (an updated user who was already offline just gets a later lastSeen):
         // a second field would make the embedded database scan every user.
-        try users.updateOne(["clerkId": .string(userID)], [
-            "$set": ["isOnline": .bool(false)],
-            "$max": ["lastSeen": .date(lastSeen)],
-            "$inc": [presenceVersion: .int64(1)],
-        ])
-        if try records.count(filter, hint: byUser) > 0 {
-            try users.updateOne(["clerkId": .string(userID)], ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]])
+        operations += 2
+        try users.bulkUpdateOne(leaving.map { user in
+            (["clerkId": .string(user)], [
+                "$set": ["isOnline": .bool(false)],
+                "$max": ["lastSeen": .date(lastSeen[user]!)],
+                "$inc": [presenceVersion: .int64(1)],
+            ])
+        })
+        let back = try connected(leaving)
+        if !back.isEmpty {
+            operations += 1
+            try users.bulkUpdateOne(back.sorted().map { user in
+                (["clerkId": .string(user)], ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]])
+            })
         }
+        return operations
+    }
+
+    private static func byClerkID(_ users: [String]) -> BSONDocument {
+        ["clerkId": ["$in": .array(users.map { .string($0) })]]
+    }
+
+    /// `values` without repeats, in their first order.
+    private static func unique(_ values: [String]) -> [String] {
+        var seen = Set<String>()
+        return values.filter { seen.insert($0).inserted }
     }
 
     public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {

@@ -1,0 +1,97 @@
+import ChatDomain
+import Foundation
+import Metrics
+import MongoStore
+import ServiceLoop
+
+/// Group commit for connection records (service thread), as MessageBatcher does for messages: the
+/// connects that arrive while a connect batch is in flight go together in the next one, and so do
+/// disconnects, so a reconnect storm costs a few database round trips per batch instead of 3-5 per
+/// socket. An idle server writes a lone connect at once. Connects and disconnects are batched apart
+/// (one batch of each in flight): the recount in `PresenceStore.reconcile` makes them safe to overlap,
+/// as they were when each was its own job.
+final class PresenceBatcher {
+    typealias ConnectDone = (Result<PresenceStore.ConnectOutcome, any Error>) -> Void
+
+    /// Most requests in one batch: bounds each query's `$in` and a batch's time in the database.
+    static let maxBatch = 1000
+
+    private let loop: ServiceLoop
+    private let database: Database
+    private let instanceID: String
+    /// A disconnect batch's result: each request with its user's presence afterwards, or the error.
+    private let disconnected: ([PresenceStore.DisconnectRequest], Result<[PresenceSnapshot?], any Error>) -> Void
+    private var connects: [(request: PresenceStore.ConnectRequest, done: ConnectDone)] = []
+    private var disconnects: [PresenceStore.DisconnectRequest] = []
+    private var connectInFlight = false
+    private var disconnectInFlight = false
+
+    /// Batches written and their database round trips (the counters below, readable here): their
+    /// ratio to `requestsWritten` is what each connect or disconnect costs the database.
+    private(set) var batchesWritten = 0
+    private(set) var requestsWritten = 0
+    private(set) var operations = 0
+
+    init(loop: ServiceLoop, database: Database, instanceID: String,
+         disconnected: @escaping ([PresenceStore.DisconnectRequest], Result<[PresenceSnapshot?], any Error>) -> Void) {
+        self.loop = loop
+        self.database = database
+        self.instanceID = instanceID
+        self.disconnected = disconnected
+    }
+
+    var isIdle: Bool { !connectInFlight && !disconnectInFlight && connects.isEmpty && disconnects.isEmpty }
+
+    func connect(_ request: PresenceStore.ConnectRequest, done: @escaping ConnectDone) {
+        connects.append((request, done))
+        if !connectInFlight { flushConnects() }
+    }
+
+    func disconnect(_ request: PresenceStore.DisconnectRequest) {
+        disconnects.append(request)
+        if !disconnectInFlight { flushDisconnects() }
+    }
+
+    private func flushConnects() {
+        guard !connects.isEmpty else { return }
+        let batch = Array(connects.prefix(Self.maxBatch))
+        connects.removeFirst(batch.count)
+        connectInFlight = true
+        let (requests, instanceID) = (batch.map(\.request), self.instanceID)
+        database.submit("presence_connect", on: loop, { c in
+            try PresenceStore.connect(requests, instanceID: instanceID, now: Date(), on: c)
+        }) { [self] result in
+            connectInFlight = false
+            switch result {
+            case .success(let written):
+                record("connect", requests: batch.count, operations: written.operations)
+                for (item, outcome) in zip(batch, written.outcomes) { item.done(.success(outcome)) }
+            case .failure(let error):
+                for item in batch { item.done(.failure(error)) }
+            }
+            flushConnects()
+        }
+    }
+
+    private func flushDisconnects() {
+        guard !disconnects.isEmpty else { return }
+        let batch = Array(disconnects.prefix(Self.maxBatch))
+        disconnects.removeFirst(batch.count)
+        disconnectInFlight = true
+        database.submit("presence_disconnect", on: loop, { c in try PresenceStore.disconnect(batch, on: c) }) { [self] result in
+            disconnectInFlight = false
+            if case .success(let written) = result { record("disconnect", requests: batch.count, operations: written.operations) }
+            disconnected(batch, result.map(\.outcomes))
+            flushDisconnects()
+        }
+    }
+
+    private func record(_ kind: String, requests: Int, operations: Int) {
+        batchesWritten += 1
+        requestsWritten += requests
+        self.operations += operations
+        Counter(label: "chat_presence_batches_total", dimensions: [("kind", kind)]).increment()
+        Counter(label: "chat_presence_batch_requests_total", dimensions: [("kind", kind)]).increment(by: requests)
+        Counter(label: "chat_presence_db_operations_total", dimensions: [("kind", kind)]).increment(by: operations)
+    }
+}
