@@ -67,3 +67,49 @@ def test_jwks_keys_are_fetched_and_refetched_on_rotation(mongo_uri):
     finally:
         server.stop()
         httpd.shutdown()
+
+
+def test_a_reconnect_storm_waiting_for_new_keys_shares_one_fetch(mongo_uri):
+    """After a key rotation, every connection naming the new kid waits for the same JWKS fetch: 50 of
+    them at once, while the endpoint takes 1 s to answer, cost one fetch, and all are welcomed."""
+    first, second = Issuer(), Issuer()
+    served = {"keys": [jwk(first, "ins_key_1")]}
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = json.dumps(served).encode()
+            if len(hits) > 1:
+                threading.Event().wait(1.0)   # slow enough that every connection arrives while it runs
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    server = Server(mongo_uri, env={"CLERK_JWKS_URL": f"http://127.0.0.1:{httpd.server_port}/.well-known/jwks.json"})
+    try:
+        async def auth(token):
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))
+                return json.loads(await asyncio.wait_for(ws.recv(), 20))
+
+        assert asyncio.run(auth(first.token("user_jwks_0", headers={"kid": "ins_key_1"})))["type"] == "welcome"
+        fetches = len(hits)
+        served["keys"] = [jwk(first, "ins_key_1"), jwk(second, "ins_key_2")]
+
+        async def storm():
+            return await asyncio.gather(*(auth(second.token(f"user_jwks_{n}", headers={"kid": "ins_key_2"}))
+                                          for n in range(50)))
+        frames = asyncio.run(storm())
+        assert [f["type"] for f in frames] == ["welcome"] * 50
+        assert len(hits) == fetches + 1, f"{len(hits) - fetches} fetches for 50 waiting connections"
+    finally:
+        server.stop()
+        httpd.shutdown()
