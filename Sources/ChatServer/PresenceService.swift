@@ -23,7 +23,8 @@ final class PresenceService {
     private var subscribers: [String: Set<UInt64>] = [:]
     private var coalescer = PresenceCoalescer()
     /// Writes and removes connection records in batches; shutdown waits for it to be idle.
-    private(set) lazy var batcher = PresenceBatcher(loop: loop, database: database, instanceID: instanceID) { [unowned self] batch, result in
+    private(set) lazy var batcher = PresenceBatcher(loop: loop, database: database, instanceID: instanceID,
+                                                    watched: { [unowned self] in subscribers[$0] != nil }) { [unowned self] batch, result in
         disconnected(batch, result)
     }
     /// Disconnects that could not be written (database away): retried with each heartbeat, so the
@@ -59,7 +60,8 @@ final class PresenceService {
             }
             if case .success(.online(let snapshot)) = result {
                 logger.debug("connection registered", metadata: ["connection": "\(recordID)", "user": "\(claims.userID)"])
-                observe(snapshot)
+                // Without a version it was not read back (nobody watched): the change stream brings it.
+                if snapshot.version != nil { observe(snapshot) }
             }
             completion(result)
         }

@@ -66,8 +66,8 @@ public enum PresenceStore {
             let records = try c.collection(connections).find(["instanceId": .string(id)], projection: ["userId": .int32(1)])
             let users = Set(records.compactMap { $0["userId"]?.stringValue }).sorted()
             // In slices, so that one query's `$in` stays small on an instance that held many users.
-            for start in stride(from: 0, to: users.count, by: 1000) {
-                let slice = users[start..<min(users.count, start + 1000)]
+            for start in stride(from: 0, to: users.count, by: 250) {
+                let slice = users[start..<min(users.count, start + 250)]
                 try reconcile(Dictionary(uniqueKeysWithValues: slice.map { ($0, lastSeen) }), excludingInstance: id, on: c)
             }
             try c.collection(connections).deleteMany(["instanceId": .string(id)])
@@ -117,11 +117,16 @@ public enum PresenceStore {
     /// among them (one find), their records (one insertMany; a record already there is a
     /// re-registration), their users (one find), the records of deleted users removed again (one
     /// delete), and the users not yet online set online (one bulk write, creating a minimal user when
-    /// the `user.created` webhook has not arrived yet; it fills the profile in later) and read back
-    /// (one find). A user already online through another socket is not written at all: the record is
-    /// what keeps them online, and a disconnect racing this one recounts the records after going
-    /// offline (`reconcile`), so the read, made after the records exist, cannot leave them offline.
-    public static func connect(_ batch: [ConnectRequest], instanceID: String, now: Date,
+    /// the `user.created` webhook has not arrived yet; it fills the profile in later), those in
+    /// `readBack` read back (one find; nil: all). A user already online through another socket is
+    /// not written at all: the record is what keeps them online, and a disconnect racing this one
+    /// recounts the records after going offline (`reconcile`), so the read, made after the records
+    /// exist, cannot leave them offline. A user set online and not read back gets a snapshot without
+    /// a version (its change arrives through the change stream).
+    ///
+    /// No `hint` on these queries: the embedded database answers a single-field `$in` with index
+    /// lookups, but walks the whole index when given a hint.
+    public static func connect(_ batch: [ConnectRequest], instanceID: String, now: Date, readBack: Set<String>? = nil,
                                on c: MongoConnection) throws -> Batch<ConnectOutcome> {
         var outcomes = [ConnectOutcome?](repeating: nil, count: batch.count)
         var operations = 0
@@ -148,8 +153,8 @@ public enum PresenceStore {
         let userIDs = unique(live.map { batch[$0].userID })
         let users = c.collection(UserStore.users)
         operations += 1
-        let current = Dictionary(try users.find(byClerkID(userIDs), projection: snapshotFields.appending([("deleted", .int32(1))]),
-                                                hint: ["clerkId": .int32(1)]).compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
+        let current = Dictionary(try users.find(byClerkID(userIDs), projection: snapshotFields.appending([("deleted", .int32(1))]))
+                                     .compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
                                  uniquingKeysWith: { a, _ in a })
         let deleted = Set(userIDs.filter { current[$0]?["deleted"]?.boolValue == true })
         if !deleted.isEmpty {
@@ -187,9 +192,12 @@ public enum PresenceStore {
                 operations += 1
                 try users.bulkUpdateOne(updates, upsert: true)
             }
-            operations += 1
-            for doc in try users.find(byClerkID(offline), projection: snapshotFields, hint: ["clerkId": .int32(1)]) {
-                if let s = snapshot(doc) { snapshots[s.userID] = s }
+            let reread = readBack.map { watched in offline.filter(watched.contains) } ?? offline
+            if !reread.isEmpty {
+                operations += 1
+                for doc in try users.find(byClerkID(reread), projection: snapshotFields) {
+                    if let s = snapshot(doc) { snapshots[s.userID] = s }
+                }
             }
         }
         for i in live where outcomes[i] == nil {
@@ -208,16 +216,22 @@ public enum PresenceStore {
 
     /// Removes many connection records (one delete); their users go offline, with `lastSeen` = the
     /// latest `at` among their requests, when no record of theirs is left (`reconcile`: two to four
-    /// round trips for the whole batch). The outcome is each request's user's presence afterwards (one find).
-    public static func disconnect(_ batch: [DisconnectRequest], on c: MongoConnection) throws -> Batch<PresenceSnapshot?> {
+    /// round trips for the whole batch). The outcome is each request's user's presence afterwards (one
+    /// find), for the users in `readBack` (nil: all; the others' changes arrive through the change stream).
+    public static func disconnect(_ batch: [DisconnectRequest], readBack: Set<String>? = nil,
+                                  on c: MongoConnection) throws -> Batch<PresenceSnapshot?> {
         guard !batch.isEmpty else { return Batch(outcomes: [], operations: 0) }
         var operations = 1
         try c.collection(connections).deleteMany(["_id": ["$in": .array(batch.map { .string($0.connectionID) })]])
         var lastSeen: [String: Date] = [:]
         for r in batch { lastSeen[r.userID] = max(lastSeen[r.userID] ?? r.at, r.at) }
         operations += try reconcile(lastSeen, excludingInstance: nil, on: c)
-        operations += 1
-        let found = Dictionary(try snapshots(of: unique(batch.map(\.userID)), on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
+        let reread = unique(batch.map(\.userID)).filter { readBack?.contains($0) ?? true }
+        var found: [String: PresenceSnapshot] = [:]
+        if !reread.isEmpty {
+            operations += 1
+            found = Dictionary(try snapshots(of: reread, on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
+        }
         return Batch(outcomes: batch.map { found[$0.userID] }, operations: operations)
     }
 
@@ -241,10 +255,12 @@ public enum PresenceStore {
     static func reconcile(_ lastSeen: [String: Date], excludingInstance: String?, on c: MongoConnection) throws -> Int {
         guard !lastSeen.isEmpty else { return 0 }
         let records = c.collection(connections)
+        // By userId alone, the excluded instance's records dropped here: the embedded database looks a
+        // single-field `$in` up in the index, and scans for a second field.
         func connected(_ users: [String]) throws -> Set<String> {
-            var filter: BSONDocument = ["userId": ["$in": .array(users.map { .string($0) })]]
-            if let excludingInstance { filter["instanceId"] = ["$ne": .string(excludingInstance)] }
-            return Set(try records.find(filter, projection: ["_id": .int32(0), "userId": .int32(1)], hint: ["userId": .int32(1)])
+            let found = try records.find(["userId": ["$in": .array(users.map { .string($0) })]],
+                                         projection: ["_id": .int32(0), "userId": .int32(1), "instanceId": .int32(1)])
+            return Set(found.filter { excludingInstance == nil || $0["instanceId"]?.stringValue != excludingInstance }
                 .compactMap { $0["userId"]?.stringValue })
         }
         var operations = 1
