@@ -114,6 +114,7 @@ public final class ChatChannel: WebSocketService {
     func drain(until othersIdle: @escaping () -> Bool = { true }, done: @escaping () -> Void) {
         drainingOthersIdle = othersIdle
         draining = done
+        presence.closingAllSince = Date()
         registry.closeAll(.serviceRestart, "server restarting: reconnect")
     }
 

@@ -7,15 +7,17 @@ import ServiceLoop
 /// Group commit for connection records (service thread), as MessageBatcher does for messages: the
 /// connects that arrive while a connect batch is in flight go together in the next one, and so do
 /// disconnects, so a reconnect storm costs a few database round trips per batch instead of 3-5 per
-/// socket. An idle server writes a lone connect at once. Connects and disconnects are batched apart
-/// (one batch of each in flight): the recount in `PresenceStore.reconcile` makes them safe to overlap,
-/// as they were when each was its own job.
+/// socket. An idle server writes a lone connect at once. Connects and disconnects are batched apart,
+/// at most `maxInFlight` batches of each at once (the next one's round trips overlap the last's): the
+/// recount in `PresenceStore.reconcile` makes them safe to overlap, as they were when each socket
+/// was its own job.
 final class PresenceBatcher {
     typealias ConnectDone = (Result<PresenceStore.ConnectOutcome, any Error>) -> Void
 
     /// Most requests in one batch: bounds each query's `$in` and a batch's time in the database (the
     /// embedded database's cost per `$in` element doubles from 250 to 500 elements).
     static let maxBatch = 250
+    static let maxInFlight = 2
 
     private let loop: ServiceLoop
     private let database: Database
@@ -27,8 +29,8 @@ final class PresenceBatcher {
     private let disconnected: ([PresenceStore.DisconnectRequest], Result<[PresenceSnapshot?], any Error>) -> Void
     private var connects: [(request: PresenceStore.ConnectRequest, done: ConnectDone)] = []
     private var disconnects: [PresenceStore.DisconnectRequest] = []
-    private var connectInFlight = false
-    private var disconnectInFlight = false
+    private var connectsInFlight = 0
+    private var disconnectsInFlight = 0
 
     /// Batches written and their database round trips (the counters below, readable here): their
     /// ratio to `requestsWritten` is what each connect or disconnect costs the database.
@@ -45,29 +47,29 @@ final class PresenceBatcher {
         self.disconnected = disconnected
     }
 
-    var isIdle: Bool { !connectInFlight && !disconnectInFlight && connects.isEmpty && disconnects.isEmpty }
+    var isIdle: Bool { connectsInFlight == 0 && disconnectsInFlight == 0 && connects.isEmpty && disconnects.isEmpty }
 
     func connect(_ request: PresenceStore.ConnectRequest, done: @escaping ConnectDone) {
         connects.append((request, done))
-        if !connectInFlight { flushConnects() }
+        if connectsInFlight < Self.maxInFlight { flushConnects() }
     }
 
     func disconnect(_ request: PresenceStore.DisconnectRequest) {
         disconnects.append(request)
-        if !disconnectInFlight { flushDisconnects() }
+        if disconnectsInFlight < Self.maxInFlight { flushDisconnects() }
     }
 
     private func flushConnects() {
         guard !connects.isEmpty else { return }
         let batch = Array(connects.prefix(Self.maxBatch))
         connects.removeFirst(batch.count)
-        connectInFlight = true
+        connectsInFlight += 1
         let (requests, instanceID) = (batch.map(\.request), self.instanceID)
         let readBack = Set(requests.map(\.userID).filter(watched))
         database.submit("presence_connect", on: loop, { c in
             try PresenceStore.connect(requests, instanceID: instanceID, now: Date(), readBack: readBack, on: c)
         }) { [self] result in
-            connectInFlight = false
+            connectsInFlight -= 1
             switch result {
             case .success(let written):
                 record("connect", requests: batch.count, operations: written.operations)
@@ -83,10 +85,10 @@ final class PresenceBatcher {
         guard !disconnects.isEmpty else { return }
         let batch = Array(disconnects.prefix(Self.maxBatch))
         disconnects.removeFirst(batch.count)
-        disconnectInFlight = true
+        disconnectsInFlight += 1
         let readBack = Set(batch.map(\.userID).filter(watched))
         database.submit("presence_disconnect", on: loop, { c in try PresenceStore.disconnect(batch, readBack: readBack, on: c) }) { [self] result in
-            disconnectInFlight = false
+            disconnectsInFlight -= 1
             if case .success(let written) = result { record("disconnect", requests: batch.count, operations: written.operations) }
             disconnected(batch, result.map(\.outcomes))
             flushDisconnects()

@@ -67,11 +67,15 @@ final class PresenceService {
         }
     }
 
+    /// Set when shutdown closes every socket: their users were last seen then, and sharing one time
+    /// lets their offline writes go as one multi-document update per batch.
+    var closingAllSince: Date?
+
     /// The socket closed: forget its subscriptions and remove its record.
     func closed(_ session: ChatSession, previous: ChatSession.State) {
         unsubscribe(session, from: Array(session.presenceSubscriptions))
         if case .authenticated(let claims) = previous {
-            unregister(recordID: session.recordID, userID: claims.userID, at: Date())
+            unregister(recordID: session.recordID, userID: claims.userID, at: closingAllSince ?? Date())
         }
         // .registering: `register`'s completion sees .closed and unregisters.
     }

@@ -105,6 +105,28 @@ public final class MongoCollection {
         return BSONDocument(bson: reply)["nMatched"]?.int64Value ?? 0
     }
 
+    /// Updates of one document or of every match, in one round trip (unordered). Returns the matched count.
+    @discardableResult
+    public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)]) throws(DatabaseError) -> Int64 {
+        guard !updates.isEmpty else { return 0 }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
+        var error = bson_error_t()
+        let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
+        defer { mongoc_bulk_operation_destroy(bulk) }
+        for (filter, update, many) in updates {
+            let added = filter.withBSON { f in
+                update.withBSON { u in
+                    many ? mongoc_bulk_operation_update_many_with_opts(bulk, f, u, nil, &error)
+                         : mongoc_bulk_operation_update_one_with_opts(bulk, f, u, nil, &error)
+                }
+            }
+            if !added { throw DatabaseError(error) }
+        }
+        if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["nMatched"]?.int64Value ?? 0
+    }
+
     @discardableResult
     public func updateMany(_ filter: BSONDocument, _ update: BSONDocument) throws(DatabaseError) -> UpdateResult {
         let reply = chat_bson_reply_new()!
