@@ -133,7 +133,10 @@ final class PresenceService {
 
     /// Writes the connection record again (after a sweep) without touching the session's state.
     private func reregister(_ session: ChatSession, _ claims: SessionClaims) {
-        batcher.connect(.init(connectionID: session.recordID, userID: claims.userID, sessionID: claims.sessionID)) { _ in }
+        batcher.connect(.init(connectionID: session.recordID, userID: claims.userID, sessionID: claims.sessionID)) { [self] result in
+            // Closed while queued: its disconnect may have run first, so the record written now is removed again.
+            if session.isClosed, case .success(.online) = result { unregister(recordID: session.recordID, userID: claims.userID, at: Date()) }
+        }
     }
 
     /// Removes this instance's record (shutdown, once its connections are gone), then calls `done`.

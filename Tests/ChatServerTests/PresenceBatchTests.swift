@@ -98,4 +98,26 @@ import Testing
         #expect(InProcessChat.run([a, b], timeout: 30) { b.channel.presence.isIdle })
         #expect(try users(a, ["isOnline": .bool(true)]).isEmpty)
     }
+
+    @Test func anInstanceSweptWhileTheDatabaseWasAwayWritesItsRecordsAgain() throws {
+        let chat = try InProcessChat(settings: ["PRESENCE_HEARTBEAT_SECONDS": "1"], feeds: false)
+        try chat.createUser("alice")
+        _ = try chat.connect(as: "alice")
+        let instances = { try chat.database.withConnection { try $0.collection(PresenceStore.instances).find(["_id": .string(chat.instanceID)]) } }
+        try #require(chat.run(timeout: 10) { (try? instances().count) == 1 })
+        chat.run(timeout: 1.5) { false }   // a heartbeat after the record existed: the instance knows it was recorded
+        // Another instance finds this one silent for an hour and sweeps it: alice offline, records gone.
+        try chat.database.withConnection { c in
+            try c.collection(PresenceStore.instances).updateOne(["_id": .string(chat.instanceID)],
+                                                                ["$set": ["heartbeatAt": .date(Date().addingTimeInterval(-3600))]])
+            let sweep = try PresenceStore.sweepDeadInstances(except: "the-other", now: Date(), timeout: 30, on: c)
+            #expect(sweep.users == ["alice"])
+        }
+        #expect(try users(chat, ["clerkId": .string("alice")]).first?["isOnline"]?.boolValue == false)
+        #expect(try records(chat).isEmpty)
+        // Its next heartbeat finds its record gone: its sockets are registered again.
+        #expect(chat.run(timeout: 10) {
+            (try? records(chat).count) == 1 && (try? users(chat, ["clerkId": .string("alice")]).first?["isOnline"]?.boolValue) == true
+        }, "alice online again with a record")
+    }
 }
