@@ -9,6 +9,10 @@ public enum ChatStore {
     public static let messages = "messages"
     public static let reads = "reads"
     public static let events = "events"
+    /// Per conversation with messages: `lastSeq`, `lastMessage`, `updatedAt` of the last message.
+    /// Apart from the conversation, so that a message does not rewrite the conversation document
+    /// and its `members` index keys (one per member: 2/3 of a batch's time in a group of 200).
+    public static let heads = "conversation_heads"
     /// Events are a fan-out transport, not history: gone after a minute.
     static let eventRetention: TimeInterval = 60
     /// The (conversationId, seq) index, named for reads whose other fields would otherwise keep the
@@ -113,16 +117,12 @@ public enum ChatStore {
     /// A page of the user's conversations, latest activity first (ties by id, so pages neither skip
     /// nor repeat), each with its last message and unread count.
     public static func list(_ me: String, limit: Int, before: ConversationCursor? = nil, on c: MongoConnection) throws -> ListPage {
-        var filter: BSONDocument = ["members": .string(me)]
+        var order = try activity(of: me, on: c)
         if let before {
-            let older: BSONDocument = ["updatedAt": ["$lt": .date(before.updatedAt)]]
-            let tiedAndLower: BSONDocument = ["updatedAt": .date(before.updatedAt), "_id": ["$lt": .string(before.conversationID)]]
-            filter["$or"] = .array([.document(older), .document(tiedAndLower)])
+            order = order.filter { $0.at < before.updatedAt || ($0.at == before.updatedAt && $0.id < before.conversationID) }
         }
-        var docs = try c.collection(conversations).find(filter, sort: ["updatedAt": .int32(-1), "_id": .int32(-1)], limit: limit + 1,
-                                                        hint: ["members": .int32(1)])
-        let more = docs.count > limit
-        if more { docs.removeLast(docs.count - limit) }
+        let more = order.count > limit
+        let docs = try documents(order.prefix(limit).map(\.id), on: c)
         let readDocs = try c.collection(reads).find(["conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
         var positions: [String: [String: Int64]] = [:]
         for d in readDocs {
@@ -186,7 +186,7 @@ public enum ChatStore {
             var results = [SendResult?](repeating: nil, count: sends.count)
             let ids = Set(sends.map(\.conversationID)).sorted()
             var conversationsByID: [String: Conversation] = [:]
-            for doc in try tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
+            for doc in try withHeads(tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]), on: tx) {
                 if let conv = decode(doc) { conversationsByID[conv.id] = conv }
             }
             var known: [String: ChatMessage] = [:]
@@ -228,18 +228,20 @@ public enum ChatStore {
             }
             guard !fresh.isEmpty else { return (results.map { $0 ?? .failed(.invalid("not processed")) }, []) }
 
+            // The head is set, not incremented: a conversation stored before heads existed starts
+            // from the conversation's own lastSeq. A concurrent writer conflicts on the head (or on
+            // its insert: duplicate _id), and the unique (conversation, seq) index refuses its seqs.
             let counters: [(filter: BSONDocument, update: BSONDocument)] = fresh.keys.sorted().map { id in
                 let list = fresh[id]!, last = list.last!
                 return (["_id": .string(id)],
-                        ["$inc": ["lastSeq": .int64(Int64(list.count))], "$set": [
-                            "updatedAt": .date(now),
+                        ["$set": [
+                            "lastSeq": .int64(last.seq), "updatedAt": .date(now),
                             "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
                                             "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
                                             "createdAt": .date(now)],
                         ]])
             }
-            // A conversation deleted meanwhile: retry the batch (it then fails those sends).
-            guard try tx.collection(conversations).bulkUpdateOne(counters) == Int64(counters.count) else {
+            guard try tx.collection(heads).bulkUpdateOne(counters, upsert: true) == Int64(counters.count) else {
                 throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
             }
             // Another writer took these sequence numbers first: the unique index refuses them and the
@@ -267,7 +269,8 @@ public enum ChatStore {
     public static func change(_ me: String, conversationID: String, messageID: String, _ change: MessageChange,
                               origin: String, now: Date, on c: MongoConnection) throws -> (ChatMessage, Fanout) {
         try c.withTransaction { tx in
-            let (conversation, stored) = try memberDocument(me, of: conversationID, on: tx)
+            let (conversation, stored, hasHead) = try memberDocument(me, of: conversationID, withHead: true, on: tx)
+            let previews = hasHead ? heads : conversations
             guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID)]),
                   doc["conversationId"]?.stringValue == conversationID,
                   var m = message(doc) else { throw ChatError.notFound("no message \(messageID)") }
@@ -280,8 +283,8 @@ public enum ChatStore {
             case .edit(let text):
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .string(text), "editedAt": .date(now)]])
                 if isLast {
-                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
-                                                               ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
+                    try tx.collection(previews).updateOne(["_id": .string(conversationID)],
+                                                          ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
                 }
                 m.text = text
                 m.editedAt = now
@@ -290,8 +293,8 @@ public enum ChatStore {
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .null, "deleted": .bool(true), "deletedAt": .date(now)]])
                 // The list preview must not keep showing deleted text.
                 if isLast {
-                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
-                                                               ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
+                    try tx.collection(previews).updateOne(["_id": .string(conversationID)],
+                                                          ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
                 }
                 m.text = nil
                 m.deleted = true
@@ -343,7 +346,7 @@ public enum ChatStore {
     /// least one message).
     public static func sync(_ me: String, positions: [String: Int64], limit: Int, maxBytes: Int = PageBudget.maxPageBytes,
                             on c: MongoConnection) throws -> SyncPage {
-        let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: 500)
+        let docs = try documents(activity(of: me, on: c).prefix(500).map(\.id), on: c)
         var out: [SyncResult] = []
         var budget = PageBudget(bytes: maxBytes)
         var full = false
@@ -371,7 +374,7 @@ public enum ChatStore {
     /// Stores "read up to seq" (never backwards) and tells the other members.
     public static func markRead(_ me: String, conversationID: String, seq: Int64, origin: String, now: Date, on c: MongoConnection) throws -> (Int64, Fanout) {
         try c.withTransaction { tx in
-            let conversation = try member(me, of: conversationID, on: tx)
+            let conversation = try member(me, of: conversationID, withHead: true, on: tx)
             let capped = min(seq, conversation.lastSeq)
             try tx.collection(reads).updateOne(["_id": .string(conversationID + "|" + me)], [
                 "$max": ["seq": .int64(capped)],
@@ -397,6 +400,31 @@ public enum ChatStore {
         let f = Fanout(conversationID: conversationID, recipients: conversation.members, exclude: me, seq: nil, frame: frame)
         try c.collection(events).insertOne(eventDocument(f, origin: origin, now: now))
         return f
+    }
+
+    /// The user's conversations by latest activity (ties: id descending): the conversations' and
+    /// their heads' `updatedAt`, merged here (no index serves the order: the `members` lookup reads
+    /// all of a user's conversations either way).
+    static func activity(of me: String, on c: MongoConnection) throws -> [(id: String, at: Date)] {
+        let own = try c.collection(conversations).find(["members": .string(me)], projection: ["updatedAt": .int32(1)],
+                                                       hint: ["members": .int32(1)])
+        var at: [String: Date] = [:]
+        for doc in own { if let id = doc["_id"]?.stringValue { at[id] = doc["updatedAt"]?.dateValue ?? Date(timeIntervalSince1970: 0) } }
+        guard !at.isEmpty else { return [] }
+        for head in try c.collection(heads).find(["_id": ["$in": .array(at.keys.map { .string($0) })]], projection: ["updatedAt": .int32(1)]) {
+            if let id = head["_id"]?.stringValue, let t = head["updatedAt"]?.dateValue, t > at[id] ?? t { at[id] = t }
+        }
+        return at.map { (id: $0.key, at: $0.value) }.sorted { $0.at != $1.at ? $0.at > $1.at : $0.id > $1.id }
+    }
+
+    /// Conversation documents with their heads, in the order of `ids`.
+    static func documents(_ ids: [String], on c: MongoConnection) throws -> [BSONDocument] {
+        guard !ids.isEmpty else { return [] }
+        var byID: [String: BSONDocument] = [:]
+        for doc in try withHeads(c.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]), on: c) {
+            if let id = doc["_id"]?.stringValue { byID[id] = doc }
+        }
+        return ids.compactMap { byID[$0] }
     }
 
     // MARK: mapping
@@ -440,7 +468,7 @@ public enum ChatStore {
     }
 
     static func load(_ id: String, on c: MongoConnection) throws -> Conversation? {
-        try c.collection(conversations).findOne(["_id": .string(id)]).flatMap(decode)
+        try withHeads(c.collection(conversations).find(["_id": .string(id)], limit: 1), on: c).first.flatMap(decode)
     }
 
     /// A conversation this transaction just wrote; a document that does not decode (written by
@@ -451,18 +479,45 @@ public enum ChatStore {
     }
 
     /// The conversation, when `me` is a member; else not found (unknown) or forbidden.
-    static func member(_ me: String, of id: String, on c: MongoConnection) throws -> Conversation {
-        try memberDocument(me, of: id, on: c).conversation
+    /// `withHead`: with its `lastSeq`, `lastMessage` and latest `updatedAt` (one more read).
+    static func member(_ me: String, of id: String, withHead: Bool = false, on c: MongoConnection) throws -> Conversation {
+        try memberDocument(me, of: id, withHead: withHead, on: c).conversation
     }
 
     /// The conversation and its stored document (for fields the domain type leaves out, such as
     /// `lastMessage`), once `me` is known to be a member.
-    static func memberDocument(_ me: String, of id: String, on c: MongoConnection) throws -> (conversation: Conversation, document: BSONDocument) {
-        guard let doc = try c.collection(conversations).findOne(["_id": .string(id)]), let conversation = decode(doc) else {
-            throw ChatError.notFound("no conversation \(id)")
+    static func memberDocument(_ me: String, of id: String, withHead: Bool, on c: MongoConnection)
+        throws -> (conversation: Conversation, document: BSONDocument, hasHead: Bool) {
+        guard var doc = try c.collection(conversations).findOne(["_id": .string(id)]) else { throw ChatError.notFound("no conversation \(id)") }
+        var hasHead = false
+        if withHead, let head = try c.collection(heads).findOne(["_id": .string(id)]) {
+            doc = merged(doc, head: head)
+            hasHead = true
         }
+        guard let conversation = decode(doc) else { throw ChatError.notFound("no conversation \(id)") }
         guard conversation.members.contains(me) else { throw ChatError.forbidden("not a member of \(id)") }
-        return (conversation, doc)
+        return (conversation, doc, hasHead)
+    }
+
+    /// The conversation documents with their heads' fields: `lastSeq` and `lastMessage` from the head
+    /// when there is one (a conversation without messages, or stored before heads, has none), and
+    /// the later `updatedAt` (a group change moves the conversation's, a message the head's).
+    static func withHeads(_ docs: [BSONDocument], on c: MongoConnection) throws -> [BSONDocument] {
+        let ids = docs.compactMap { $0["_id"] }
+        guard !ids.isEmpty else { return docs }
+        var byID: [String: BSONDocument] = [:]
+        for head in try c.collection(heads).find(["_id": ["$in": .array(ids)]]) {
+            if let id = head["_id"]?.stringValue { byID[id] = head }
+        }
+        return docs.map { doc in doc["_id"]?.stringValue.flatMap { byID[$0] }.map { merged(doc, head: $0) } ?? doc }
+    }
+
+    static func merged(_ doc: BSONDocument, head: BSONDocument) -> BSONDocument {
+        var out = doc
+        if let seq = head["lastSeq"] { out["lastSeq"] = seq }
+        if let last = head["lastMessage"] { out["lastMessage"] = last }
+        if let at = head["updatedAt"]?.dateValue, at > (doc["updatedAt"]?.dateValue ?? .distantPast) { out["updatedAt"] = .date(at) }
+        return out
     }
 
     static func requireUsers(_ ids: [String], on c: MongoConnection) throws {
