@@ -5,7 +5,7 @@ import PackageDescription
 // -> ChatDomain. Only the adapters import a C module.
 let package = Package(
     name: "swift-chat-backend",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "chat-server", targets: ["chat-server"]),
         .executable(name: "chat-client", targets: ["chat-client"]),
@@ -38,32 +38,38 @@ let package = Package(
 
         // Plain Swift: users, presence, webhook events, the wire protocol. No C, no I/O.
         .target(name: "ChatDomain"),
+        // The service thread's identity and inbox: the isolation domain of sockets and sessions.
+        .target(name: "ServiceLoop"),
         // Plain Swift: the `.env` file reader (no I/O; the caller reads the file).
         .target(name: "EnvFile"),
         // Svix webhook verification and Clerk session tokens (OpenSSL for HMAC and RSA).
         .target(name: "ClerkAuth", dependencies: ["ChatDomain", "COpenSSL"]),
         // libmongoc adapter: worker pool, BSON mapping, stores.
         .target(name: "MongoStore", dependencies: [
-            "ChatDomain", "CMongoC", "CMongoShim",
+            "ChatDomain", "CMongoC", "CMongoShim", "ServiceLoop",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libwebsockets adapter: the service thread, HTTP exchanges, WebSocket sessions.
         .target(name: "WebSocketServer", dependencies: [
-            "CLwsShim",
+            "CLwsShim", "ServiceLoop",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libwebsockets client side: one service thread for many client sockets (chat-client, chat-bench).
         .target(name: "WebSocketClient", dependencies: ["CLwsShim"]),
         // Composition: configuration, routes, presence, metrics, shutdown.
         .target(name: "ChatServer", dependencies: [
-            "ChatDomain", "ClerkAuth", "EnvFile", "MongoStore", "WebSocketServer",
+            "ChatDomain", "ClerkAuth", "EnvFile", "MongoStore", "ServiceLoop", "WebSocketServer",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        // Starts the embedded database and real server processes for integration tests.
-        .target(name: "ChatTesting", dependencies: ["ClerkAuth", "ChatDomain", "MongoStore"]),
+        // Starts the embedded database and real server processes for integration tests, and runs the
+        // chat channel in-process against in-memory connections (InProcessChat).
+        .target(name: "ChatTesting", dependencies: [
+            "ClerkAuth", "ChatDomain", "ChatServer", "MongoStore", "ServiceLoop", "WebSocketServer",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "chat-server", dependencies: [
             "ChatServer", "ClerkAuth", "ChatDomain", "EnvFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -73,7 +79,7 @@ let package = Package(
         // A typed client of the documented protocol over WebSocketClient (chat-client and chat-bench).
         .target(name: "ChatClient", dependencies: ["WebSocketClient", "ChatDomain", "ClerkAuth"]),
         .executableTarget(name: "chat-client", dependencies: [
-            "ChatClient", "ClerkAuth",
+            "ChatClient", "ClerkAuth", "EnvFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "chat-bench", dependencies: [
@@ -85,10 +91,10 @@ let package = Package(
         .testTarget(name: "ChatDomainTests", dependencies: ["ChatDomain"]),
         .testTarget(name: "ClerkAuthTests", dependencies: ["ClerkAuth", "ChatDomain"]),
         .testTarget(name: "ChatServerTests", dependencies: [
-            "ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain", "EnvFile", "MongoStore",
+            "ChatServer", "ChatTesting", "ClerkAuth", "ChatDomain", "EnvFile", "MongoStore", "ServiceLoop",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "ChatDomain"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

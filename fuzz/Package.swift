@@ -17,7 +17,7 @@ let targets: [(name: String, library: String)] = [
 
 let package = Package(
     name: "chat-fuzz",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     dependencies: [.package(name: "swift-chat-backend", path: "..")],
     targets: [.target(name: "FuzzSupport")] + targets.map { target in
         .executableTarget(name: target.name, dependencies: [
@@ -25,5 +25,5 @@ let package = Package(
             .product(name: target.library, package: "swift-chat-backend"),
         ])
     },
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -8,7 +8,7 @@ import WebSocketClient
 ///
 /// Threading: all state lives on the loop's service thread. The public methods may be called from
 /// any thread; `onEvent`, `onPositions` and completions run on the loop thread.
-public final class ChatConnection: WebSocketClientDelegate, @unchecked Sendable {
+public final class ChatConnection: WebSocketClientDelegate, @unchecked Sendable {   // unchecked: state on the loop thread; public methods post there
     public typealias Completion = (Result<[String: JSONValue], ChatClientError>) -> Void
 
     public struct Options: Sendable {

@@ -4,10 +4,11 @@ import Dispatch
 import Foundation
 import Logging
 import MongoStore
+import ServiceLoop
 import WebSocketServer
 
 /// Composes the server: configuration -> database pool and monitor -> routes and channel -> the
-/// libwebsockets service loop on the calling thread, until SIGINT/SIGTERM.
+/// libwebsockets service loop on the calling thread (the service thread), until SIGINT/SIGTERM.
 public final class ChatServerApp {
     public enum Lifecycle: Equatable {
         case starting
@@ -27,9 +28,10 @@ public final class ChatServerApp {
     private var channel: ChatChannel!
     private var webhook: WebhookRoute!
     private var signalSources: [DispatchSourceSignal] = []
-    private let say: (String) -> Void
+    private let say: @Sendable (String) -> Void
+    private let loop = ServiceLoop()
 
-    public init(config: Config, logger: Logger, say: @escaping (String) -> Void) throws {
+    public init(config: Config, logger: Logger, say: @escaping @Sendable (String) -> Void) throws {
         self.config = config
         self.logger = logger
         self.say = say
@@ -51,30 +53,27 @@ public final class ChatServerApp {
         options.bodyTimeoutSeconds = config.webhookBodyTimeoutSeconds
         options.maxBodyBytesInFlight = config.webhookMaxInflightBytes
         options.slowConsumerCloseCode = CloseCode(rawValue: ChannelCloseCode.slowConsumer.rawValue)
-        var postToService: (@escaping () -> Void) -> Void = { _ in }
-        channel = ChatChannel(settings: settings, database: database, instanceID: instanceID, logger: logger,
-                              post: { postToService($0) })
+        // This thread serves: everything below is made on it and owned by it.
+        loop.enter()
+        channel = ChatChannel(loop: loop, settings: settings, database: database, instanceID: instanceID, logger: logger)
         let webhook = WebhookRoute(verifier: config.webhookVerifier, maxBodyBytes: config.webhookMaxBodyBytes,
-                                   database: database, monitor: monitor, metrics: metrics, logger: logger, post: { postToService($0) })
-        webhook.listener = channel
+                                   database: database, monitor: monitor, metrics: metrics, logger: logger, loop: loop)
         self.webhook = webhook
-        let devToken = config.devSigningKey.map {
-            DevTokenRoute(privateKeyPEM: $0, database: database, logger: logger, post: { postToService($0) })
+        let devToken = config.devSigningKey.map { [loop] in
+            DevTokenRoute(privateKeyPEM: $0, database: database, logger: logger, loop: loop)
         }
         router = HTTPRouter(monitor: monitor, metrics: metrics, webhook: webhook, webSocketPath: options.webSocketPath,
                             webApp: loadWebApp(), devToken: devToken)
-        server = try LwsServer(options: options, http: router, webSocket: channel, metrics: metrics, logger: logger)
+        server = try LwsServer(options: options, loop: loop, http: router, webSocket: channel, metrics: metrics, logger: logger)
         let server = self.server!
-        postToService = { server.post($0) }
 
         for warning in config.warnings { logger.warning("\(warning)") }
         // The feeds open once the indexes exist: schema changes then never race the instance's own
         // reads (the embedded database has wedged under that race).
-        monitor.onReady = { [weak self] in self?.startChangeFeeds(post: postToService) }
+        let openFeeds = channel.changeFeeds()
         // As the Node server did: the database line first, then the banner (sent from the service thread).
-        let port = server.port
-        monitor.onFirstAttempt = { [weak self] in postToService { self?.banner(port: port) } }
-        monitor.start()
+        let (me, port) = (ServiceBound(self, loop: loop), server.port)
+        monitor.start(onReady: { openFeeds() }, onFirstAttempt: { [loop] in loop.post { me.value.banner(port: port) } })
         channel.start()
         installSignalHandlers()
         lifecycle = .serving(port: server.port)
@@ -85,7 +84,7 @@ public final class ChatServerApp {
         if case .draining(let deadline) = lifecycle { left = max(1, deadline.timeIntervalSinceNow) }
         lifecycle = .stopped
         monitor.stop()
-        feedsLock.lock(); feeds.forEach { $0.stop() }; feedsStopped = true; feedsLock.unlock()
+        channel.stopChangeFeeds()
         database.shutdown(timeout: left)
         logger.info("stopped")
         return 0
@@ -93,46 +92,6 @@ public final class ChatServerApp {
 
     /// This process's id in `instances` and on its connection records.
     let instanceID = "\(ProcessInfo.processInfo.hostName.prefix(32))-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
-    private var feeds: [ChangeFeed] = []
-    private var feedsStopped = false
-    private let feedsLock = NSLock()
-
-    /// Other instances' writes reach this one through change streams: presence changes and
-    /// deletions on `users`, ended sessions on `revoked_sessions`.
-    /// Runs on the monitor thread each time the database becomes reachable; opens the feeds the first time.
-    private func startChangeFeeds(post: @escaping (@escaping () -> Void) -> Void) {
-        feedsLock.lock(); defer { feedsLock.unlock() }
-        guard feeds.isEmpty, !feedsStopped else { return }
-        let channel = self.channel!
-        let users = ChangeFeed(database: database, collection: UserStore.users, pipeline: [
-            ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
-        ], logger: logger) { change in
-            guard let doc = change["fullDocument"]?.documentValue, let id = doc["clerkId"]?.stringValue else { return }
-            guard let snapshot = PresenceStore.snapshot(doc) else { return }
-            let deleted = doc["deleted"]?.boolValue ?? false
-            post {
-                channel.observe(snapshot)
-                if deleted { channel.userDeleted(clerkID: id) }
-            }
-        }
-        let sessions = ChangeFeed(database: database, collection: PresenceStore.revokedSessions, pipeline: [
-            ["$match": ["operationType": .string("insert")]],
-        ], logger: logger) { change in
-            guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
-            post { channel.sessionEnded(sessionID: id) }
-        }
-        let instanceID = self.instanceID
-        // This instance's own events are filtered out by the server, so they are never shipped back here.
-        let events = ChangeFeed(database: database, collection: ChatStore.events, pipeline: [
-            ["$match": ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(instanceID)]]],
-        ], logger: logger) { change in
-            guard let doc = change["fullDocument"]?.documentValue, let (origin, fanouts) = ChatStore.fanouts(fromEvent: doc),
-                  origin != instanceID else { return }   // this instance delivered its own events already
-            post { fanouts.forEach(channel.deliver) }
-        }
-        feeds = [users, sessions, events]
-        feeds.forEach { $0.start() }
-    }
 
     /// The browser app, when its files are found (else `/` is a 404 and the log says why).
     private func loadWebApp() -> WebApp? {
@@ -178,13 +137,11 @@ public final class ChatServerApp {
     }
 
     private func installSignalHandlers() {
+        let (me, loop) = (ServiceBound(self, loop: loop), self.loop)
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.server.post { self.beginShutdown(signal: sig) }
-            }
+            source.setEventHandler { loop.post { me.value.beginShutdown(signal: sig) } }
             source.resume()
             signalSources.append(source)
         }
@@ -197,8 +154,8 @@ public final class ChatServerApp {
         lifecycle = .draining(deadline: Date().addingTimeInterval(grace))
         logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
         router.draining = true
-        channel.drain(until: { [webhook] in webhook?.isIdle ?? true }) { [weak self] in self?.server.stop() }
+        channel.drain(until: { [webhook] in webhook?.isIdle ?? true }) { [loop] in loop.stop() }
         // A bound on draining, whatever is still in flight.
-        DispatchQueue.global().asyncAfter(deadline: .now() + grace) { [weak self] in self?.server.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace) { [loop] in loop.stop() }
     }
 }

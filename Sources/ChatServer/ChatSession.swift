@@ -16,7 +16,7 @@ final class ChatSession {
         case closed
     }
 
-    let connection: WebSocketConnection
+    let connection: any ClientConnection
     /// The `connections` record id: unique across instances.
     let recordID: String
     var state: State
@@ -28,7 +28,7 @@ final class ChatSession {
     /// When this connection last sent a typing signal, per conversation (rate limit).
     var lastTyping: [String: Date] = [:]
 
-    init(connection: WebSocketConnection, recordID: String, authDeadline: Date, limiter: RateLimiter) {
+    init(connection: any ClientConnection, recordID: String, authDeadline: Date, limiter: RateLimiter) {
         self.connection = connection
         self.recordID = recordID
         self.state = .awaitingAuth(deadline: authDeadline)
@@ -54,6 +54,8 @@ final class ChatSession {
     func fail(_ id: String?, _ code: ErrorCode, _ message: String) {
         send(.error(id: id, code: code, message: message))
     }
+
+    func fail(_ id: String?, _ failure: RequestFailure) { fail(id, failure.code, failure.message) }
 
     func close(_ code: ChannelCloseCode, _ reason: String) {
         connection.close(CloseCode(rawValue: code.rawValue), reason: reason)

@@ -70,12 +70,8 @@ public struct Config {
     public static let defaultClerkAPIURL = "https://api.clerk.com"
 
     public static func load(environment env: [String: String], dotEnvPath: String? = ".env") throws(ConfigError) -> Config {
-        var values: [String: String] = [:]
-        if let dotEnvPath, let text = try? String(contentsOfFile: dotEnvPath, encoding: .utf8) {
-            values = DotEnv.parse(text).filter { !$0.value.isEmpty }   // `KEY=` means unset, as in .env.example
-        }
-        values.merge(env.filter { !$0.value.isEmpty }) { _, fromEnvironment in fromEnvironment }
-        return try Config(values)
+        let text = dotEnvPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+        return try Config(DotEnv.settings(environment: env, fileText: text))
     }
 
     init(_ v: [String: String]) throws(ConfigError) {

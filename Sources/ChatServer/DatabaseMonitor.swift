@@ -1,10 +1,11 @@
 import Foundation
 import Logging
 import MongoStore
+import Synchronization
 
 /// Watches MongoDB from its own thread: pings it, creates the indexes once it answers, and keeps the
 /// readiness state that `/readyz` reports. While the database is away it retries with backoff.
-public final class DatabaseMonitor: @unchecked Sendable {
+public final class DatabaseMonitor: Sendable {
     public enum State: Equatable, Sendable {
         case connecting
         case ready
@@ -13,43 +14,37 @@ public final class DatabaseMonitor: @unchecked Sendable {
 
     private let database: Database
     private let logger: Logger
-    private let lock = NSLock()
-    private var _state: State = .connecting
-    private var stopped = false
-    private let announce: (String) -> Void
-    private var indexesCreated = false
-    /// Runs (on the monitor thread) each time the database becomes reachable, after the indexes exist.
-    var onReady: (() -> Void)?
-    /// Runs (on the monitor thread) once, after the first attempt to reach the database, either way.
-    var onFirstAttempt: (() -> Void)?
+    private let announce: @Sendable (String) -> Void
+    private let shared = Mutex<(state: State, stopped: Bool)>((.connecting, false))
 
-    private func firstAttemptDone() {
-        let callback = onFirstAttempt
-        onFirstAttempt = nil
-        callback?()
-    }
+    public var state: State { shared.withLock { $0.state } }
 
-    public var state: State { lock.lock(); defer { lock.unlock() }; return _state }
-
-    init(database: Database, logger: Logger, announce: @escaping (String) -> Void) {
+    init(database: Database, logger: Logger, announce: @escaping @Sendable (String) -> Void) {
         self.database = database
         self.logger = logger
         self.announce = announce
     }
 
-    func start() {
-        let thread = Thread { [self] in loop() }
+    /// Starts watching on its own thread. `onReady` runs there each time the database becomes
+    /// reachable, after the indexes exist; `onFirstAttempt` once, after the first attempt either way.
+    func start(onReady: @escaping @Sendable () -> Void, onFirstAttempt: @escaping @Sendable () -> Void) {
+        let thread = Thread { [self] in loop(onReady: onReady, onFirstAttempt: onFirstAttempt) }
         thread.name = "db-monitor"
         thread.start()
     }
 
-    func stop() { lock.lock(); stopped = true; lock.unlock() }
+    func stop() { shared.withLock { $0.stopped = true } }
 
-    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+    private var isStopped: Bool { shared.withLock { $0.stopped } }
 
-    private func loop() {
+    private func loop(onReady: () -> Void, onFirstAttempt: () -> Void) {
         var backoff: TimeInterval = 0.5
         var everConnected = false
+        var indexesCreated = false
+        var firstAttempt = true
+        func attempted() {
+            if firstAttempt { firstAttempt = false; onFirstAttempt() }
+        }
         while !isStopped {
             do {
                 try database.withConnection { connection in
@@ -66,9 +61,9 @@ public final class DatabaseMonitor: @unchecked Sendable {
                         announce("✅ MongoDB connected successfully")
                     }
                     everConnected = true
-                    onReady?()
+                    onReady()
                 }
-                firstAttemptDone()
+                attempted()
                 backoff = 0.5
                 sleep(seconds: 2)
             } catch {
@@ -77,14 +72,14 @@ public final class DatabaseMonitor: @unchecked Sendable {
                     logger.error("MongoDB unavailable, retrying", metadata: ["uri": "\(database.uri.masked)", "error": "\(reason)"])
                 }
                 set(.unavailable(reason))
-                firstAttemptDone()
+                attempted()
                 sleep(seconds: backoff)
                 backoff = min(backoff * 2, 5)
             }
         }
     }
 
-    private func set(_ state: State) { lock.lock(); _state = state; lock.unlock() }
+    private func set(_ state: State) { shared.withLock { $0.state = state } }
 
     private func sleep(seconds: TimeInterval) {
         let end = Date().addingTimeInterval(seconds)

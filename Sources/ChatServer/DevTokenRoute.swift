@@ -3,6 +3,7 @@ import ClerkAuth
 import Foundation
 import Logging
 import MongoStore
+import ServiceLoop
 import WebSocketServer
 
 /// `POST /dev/token` `{"userId": "alice"}` -> `{"token", "userId", "expiresAt"}`: the web app's
@@ -18,13 +19,13 @@ final class DevTokenRoute {
     private let privateKeyPEM: String
     private let database: Database
     private let logger: Logger
-    private let post: (@escaping () -> Void) -> Void
+    private let loop: ServiceLoop
 
-    init(privateKeyPEM: String, database: Database, logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
+    init(privateKeyPEM: String, database: Database, logger: Logger, loop: ServiceLoop) {
         self.privateKeyPEM = privateKeyPEM
         self.database = database
         self.logger = logger
-        self.post = post
+        self.loop = loop
     }
 
     func action(_ head: HTTPRequestHead) -> HTTPAction {
@@ -78,18 +79,18 @@ final class DevTokenRoute {
         let event = ClerkEvent.userUpserted(type: "user.created",
                                             profile: UserProfile(clerkID: userID, username: userID, firstName: userID.prefix(1).uppercased() + userID.dropFirst()),
                                             clerkUpdatedAt: 1)
-        database.submit("dev_sign_in", { c in try UserStore.apply(event, deliveryID: "dev_sign_in_\(userID)", now: now, on: c) }) { [self] result in
-            post { [self] in
-                switch result {
-                case .success:
-                    logger.info("development sign-in", metadata: ["user": "\(userID)"])
-                    let body: [String: Any] = ["token": token, "userId": userID, "expiresAt": expiresAt]
-                    let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8)
-                    responder.respond(HTTPResponse(status: 200, headers: [("cache-control", "no-store")], body: Array(data)))
-                case .failure(let error):
-                    logger.error("development sign-in not stored", metadata: ["error": "\(error)"])
-                    responder.respond(.json(503, ["error": "database unavailable, retry later"]))
-                }
+        database.submit("dev_sign_in", on: loop, { c in
+            try UserStore.apply(event, deliveryID: "dev_sign_in_\(userID)", now: now, on: c)
+        }) { [logger] result in
+            switch result {
+            case .success:
+                logger.info("development sign-in", metadata: ["user": "\(userID)"])
+                let body: [String: Any] = ["token": token, "userId": userID, "expiresAt": expiresAt]
+                let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8)
+                responder.respond(HTTPResponse(status: 200, headers: [("cache-control", "no-store")], body: Array(data)))
+            case .failure(let error):
+                logger.error("development sign-in not stored", metadata: ["error": "\(error)"])
+                responder.respond(.json(503, ["error": "database unavailable, retry later"]))
             }
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import MongoStore
+import ServiceLoop
 
 /// Group commit for chat messages (service thread): sends queue up while one transaction is in
 /// flight and go together in the next, so many senders share each database round trip. An idle
@@ -15,25 +16,27 @@ final class MessageBatcher {
         let send: ChatStore.PendingSend
     }
 
+    private let loop: ServiceLoop
     private let database: Database
     private let maxBatch: Int
     private let instanceID: String
     private let logger: Logger
-    private let post: (@escaping () -> Void) -> Void
-    private let deliver: (ChatStore.Fanout) -> Void
+    private let deliver: (Fanout) -> Void
     private var queue: [Waiting] = []
     private var inFlight = false
     // Their ratio is the mean batch size: how many sends share a transaction.
     private let committedBatches = Counter(label: "chat_message_batches_total")
+    /// Transactions committed by this batcher (the counter above, readable here).
+    private(set) var batchesCommitted = 0
     private let committedSends = Counter(label: "chat_message_batch_sends_total")
 
-    init(database: Database, maxBatch: Int, instanceID: String, logger: Logger,
-         post: @escaping (@escaping () -> Void) -> Void, deliver: @escaping (ChatStore.Fanout) -> Void) {
+    init(loop: ServiceLoop, database: Database, maxBatch: Int, instanceID: String, logger: Logger,
+         deliver: @escaping (Fanout) -> Void) {
+        self.loop = loop
         self.database = database
         self.maxBatch = maxBatch
         self.instanceID = instanceID
         self.logger = logger
-        self.post = post
         self.deliver = deliver
     }
 
@@ -54,17 +57,15 @@ final class MessageBatcher {
         let now = Date()
         blocked = blocked.filter { $0.value > now }
         let suspects = Set(blocked.keys)
-        database.submit("message_batch", { c in try Self.store(sends, origin: origin, suspects: suspects, on: c) }) { [post] result in
-            post { [self] in
-                inFlight = false
-                if case .success(let stored) = result {
-                    let until = Date().addingTimeInterval(Self.suspectFor)
-                    for id in stored.blocked { blocked[id] = until }
-                    for id in stored.unblocked { blocked[id] = nil }
-                }
-                complete(batch, result.map { ($0.results, $0.fanouts) })
-                flush()
+        database.submit("message_batch", on: loop, { c in try Self.store(sends, origin: origin, suspects: suspects, on: c) }) { [self] result in
+            inFlight = false
+            if case .success(let stored) = result {
+                let until = Date().addingTimeInterval(Self.suspectFor)
+                for id in stored.blocked { blocked[id] = until }
+                for id in stored.unblocked { blocked[id] = nil }
             }
+            complete(batch, result.map { ($0.results, $0.fanouts) })
+            flush()
         }
     }
 
@@ -83,9 +84,9 @@ final class MessageBatcher {
     /// at once while blocked, and is stored as soon as it is free.
     static let suspectRetry = RetryPolicy(budget: 0.05)
 
-    struct Stored {
+    struct Stored: Sendable {
         var results: [ChatStore.SendResult]
-        var fanouts: [ChatStore.Fanout]
+        var fanouts: [Fanout]
         var blocked: Set<String> = []
         var unblocked: Set<String> = []
     }
@@ -141,10 +142,11 @@ final class MessageBatcher {
         return out
     }
 
-    private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [ChatStore.Fanout]), Error>) {
+    private func complete(_ batch: [Waiting], _ result: Result<([ChatStore.SendResult], [Fanout]), any Error>) {
         switch result {
         case .success(let (results, fanouts)):
             committedBatches.increment()
+            batchesCommitted += 1
             committedSends.increment(by: batch.count)
             for (waiting, outcome) in zip(batch, results) {
                 switch outcome {
@@ -154,14 +156,15 @@ final class MessageBatcher {
                         "messageId": .string(m.id), "seq": .int(m.seq), "createdAt": .string(JSONValue.iso8601(m.createdAt)),
                     ]))
                 case .failed(let error):
-                    ChatChannel.report(error, to: waiting.session, id: waiting.requestID, logger: logger)
+                    waiting.session.fail(waiting.requestID, RequestFailure(error, operation: "message_batch", logger: logger))
                 case .retryLater:
                     waiting.session.fail(waiting.requestID, .unavailable, "conversation busy, retry")
                 }
             }
             for fanout in fanouts { deliver(fanout) }
         case .failure(let error):
-            for waiting in batch { ChatChannel.report(error, to: waiting.session, id: waiting.requestID, logger: logger) }
+            let failure = RequestFailure(error, operation: "message_batch", logger: logger)
+            for waiting in batch { waiting.session.fail(waiting.requestID, failure) }
         }
     }
 }

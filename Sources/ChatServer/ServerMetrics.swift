@@ -5,11 +5,11 @@ import Synchronization
 import WebSocketServer
 
 /// The server's metrics, through swift-metrics with the Prometheus exporter behind it.
-public final class ServerMetrics: TransportMetrics, @unchecked Sendable {
+public final class ServerMetrics: TransportMetrics, Sendable {
     public let registry: PrometheusCollectorRegistry
     private let openConnections = Gauge(label: "chat_ws_connections")
     private let slowConsumers = Counter(label: "chat_ws_slow_consumer_closed_total")
-    private var connections = 0   // service thread only
+    private let connections = Atomic<Int>(0)
     private let liveSessions = Gauge(label: "chat_ws_sessions_live")
     /// Sessions are released wherever their last reference goes (a worker's completion may hold one).
     private let liveSessionCount = Atomic<Int>(0)
@@ -23,8 +23,8 @@ public final class ServerMetrics: TransportMetrics, @unchecked Sendable {
 
     private init(registry: PrometheusCollectorRegistry) { self.registry = registry }
 
-    public func connectionOpened() { connections += 1; openConnections.record(connections) }
-    public func connectionClosed() { connections -= 1; openConnections.record(connections) }
+    public func connectionOpened() { openConnections.record(connections.add(1, ordering: .relaxed).newValue) }
+    public func connectionClosed() { openConnections.record(connections.subtract(1, ordering: .relaxed).newValue) }
     func sessionCreated() { liveSessions.record(liveSessionCount.add(1, ordering: .relaxed).newValue) }
     func sessionReleased() { liveSessions.record(liveSessionCount.subtract(1, ordering: .relaxed).newValue) }
     public func slowConsumerClosed() { slowConsumers.increment() }

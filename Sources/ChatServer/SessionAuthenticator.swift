@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import ServiceLoop
 
 /// Verifies Clerk session tokens with the configured keys (service thread). With a JWKS source the
 /// keys are fetched off the service thread, cached, and fetched again when a token names an unknown
@@ -18,7 +19,7 @@ final class SessionAuthenticator {
 
     private let settings: ChannelSettings
     private let logger: Logger
-    private let post: (@escaping () -> Void) -> Void
+    private let loop: ServiceLoop
     private var verifier: SessionTokenVerifier?
     private var fetching = false
     /// The last fetch caused by an unknown `kid`: such fetches are at most one per 30 s, so that
@@ -26,10 +27,10 @@ final class SessionAuthenticator {
     private var lastUnknownKidFetch = Date.distantPast
     private var waiters: [() -> Void] = []
 
-    init(settings: ChannelSettings, logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
+    init(loop: ServiceLoop, settings: ChannelSettings, logger: Logger) {
+        self.loop = loop
         self.settings = settings
         self.logger = logger
-        self.post = post
         if case .pem(let key) = settings.keySource {
             verifier = SessionTokenVerifier(keys: [nil: key], authorizedParties: settings.authorizedParties, issuer: settings.issuer)
         }
@@ -58,23 +59,25 @@ final class SessionAuthenticator {
     private func fetchKeys() {
         guard case .jwks(let url) = settings.keySource, !fetching else { return }
         fetching = true
-        let settings = self.settings
-        let logger = self.logger
-        URLSession.shared.dataTask(with: url) { [weak self] data, response, error in
+        let (logger, loop) = (self.logger, self.loop)
+        let me = ServiceBound(self, loop: loop)
+        URLSession.shared.dataTask(with: url) { data, response, error in
             var keys: [String: RSAPublicKey]?
             if let data, (response as? HTTPURLResponse)?.statusCode == 200 { keys = try? JWKS.parse(Array(data)) }
             if keys == nil { logger.error("JWKS fetch failed", metadata: ["url": "\(url)", "error": "\(error.map { "\($0)" } ?? "bad answer")"]) }
-            self?.post { [weak self] in
-                guard let self else { return }
-                self.fetching = false
-                if let keys, !keys.isEmpty {
-                    let byID = Dictionary(uniqueKeysWithValues: keys.map { (Optional($0.key), $0.value) })
-                    self.verifier = SessionTokenVerifier(keys: byID, authorizedParties: settings.authorizedParties, issuer: settings.issuer)
-                }
-                let waiting = self.waiters
-                self.waiters.removeAll()
-                for retry in waiting { retry() }
-            }
+            let found = keys
+            loop.post { me.value.keysArrived(found) }
         }.resume()
+    }
+
+    private func keysArrived(_ keys: [String: RSAPublicKey]?) {
+        fetching = false
+        if let keys, !keys.isEmpty {
+            let byID = Dictionary(uniqueKeysWithValues: keys.map { (Optional($0.key), $0.value) })
+            verifier = SessionTokenVerifier(keys: byID, authorizedParties: settings.authorizedParties, issuer: settings.issuer)
+        }
+        let waiting = waiters
+        waiters.removeAll()
+        for retry in waiting { retry() }
     }
 }

@@ -3,16 +3,13 @@ import ClerkAuth
 import Foundation
 import Logging
 import MongoStore
+import ServiceLoop
 import WebSocketServer
 
-/// Where the realtime layer hears about Clerk events that end sessions (service thread).
-protocol ClerkSessionListener: AnyObject {
-    func userDeleted(clerkID: String)
-    func sessionEnded(sessionID: String)
-}
-
 /// `POST /api/webhooks/clerk`: verify the Svix signature over the raw body, decode the event, apply
-/// it on a worker (transaction with its svix-id record), answer in the terms Svix retries on.
+/// it on a worker (transaction with its svix-id record), answer in the terms Svix retries on. Sockets
+/// of a deleted user or an ended session close on every instance, this one included, through the
+/// change streams the broker follows.
 final class WebhookRoute {
     static let path = "/api/webhooks/clerk"
     private static let keptHeaders = ["svix-id", "svix-timestamp", "svix-signature",
@@ -24,18 +21,17 @@ final class WebhookRoute {
     private let monitor: DatabaseMonitor
     private let metrics: ServerMetrics
     private let logger: Logger
-    private let post: (@escaping () -> Void) -> Void
-    weak var listener: ClerkSessionListener?
+    private let loop: ServiceLoop
 
     init(verifier: WebhookVerifier?, maxBodyBytes: Int, database: Database, monitor: DatabaseMonitor, metrics: ServerMetrics,
-         logger: Logger, post: @escaping (@escaping () -> Void) -> Void) {
+         logger: Logger, loop: ServiceLoop) {
         self.verifier = verifier
         self.maxBodyBytes = maxBodyBytes
         self.database = database
         self.monitor = monitor
         self.metrics = metrics
         self.logger = logger
-        self.post = post
+        self.loop = loop
     }
 
     /// Deliveries being applied (service thread): shutdown waits for them to be answered.
@@ -82,19 +78,18 @@ final class WebhookRoute {
             // Recorded so that every instance closes the session's sockets (change stream) and its
             // tokens cannot connect again; 2xx only once that is stored.
             jobsInFlight += 1
-            database.submit("session_revoke", { c in try PresenceStore.revokeSession(sessionID, userID: userID, now: Date(), on: c) }) { [self] result in
-                post { [self] in
-                    jobsInFlight -= 1
-                    switch result {
-                    case .success:
-                        logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
-                        listener?.sessionEnded(sessionID: sessionID)
-                        finish(responder, type: type, outcome: .applied)
-                    case .failure(let error):
-                        logger.error("session end not recorded", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
-                        metrics.webhookDelivery(type: type, outcome: "unavailable")
-                        responder.respond(.json(503, ["error": "database unavailable, retry later"]))
-                    }
+            database.submit("session_revoke", on: loop, { c in
+                try PresenceStore.revokeSession(sessionID, userID: userID, now: Date(), on: c)
+            }) { [self] result in
+                jobsInFlight -= 1
+                switch result {
+                case .success:
+                    logger.info("session ended", metadata: ["svix_id": "\(deliveryID)", "type": "\(type)"])
+                    finish(responder, type: type, outcome: .applied)
+                case .failure(let error):
+                    logger.error("session end not recorded", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
+                    metrics.webhookDelivery(type: type, outcome: "unavailable")
+                    responder.respond(.json(503, ["error": "database unavailable, retry later"]))
                 }
             }
         case .userUpserted, .userDeleted:
@@ -106,23 +101,20 @@ final class WebhookRoute {
             }
             let now = Date()
             jobsInFlight += 1
-            database.submit("webhook_apply", { connection in
+            database.submit("webhook_apply", on: loop, { connection in
                 try UserStore.apply(event, deliveryID: deliveryID, now: now, on: connection)
             }) { [self] result in
-                post { [self] in
-                    jobsInFlight -= 1
-                    switch result {
-                    case .success(let outcome):
-                        logger.info("webhook \(outcome.rawValue)", metadata: ["svix_id": "\(deliveryID)", "type": "\(event.type)"])
-                        if outcome == .applied, case .userDeleted(let id, _) = event { listener?.userDeleted(clerkID: id) }
-                        finish(responder, type: event.type, outcome: outcome)
-                    case .failure(let error):
-                        let unavailable = (error as? DatabaseError)?.isUnavailable ?? false
-                        logger.error("webhook not applied", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
-                        metrics.webhookDelivery(type: event.type, outcome: unavailable ? "unavailable" : "failed")
-                        // 5xx makes Svix retry; the delivery applies once the database is back.
-                        responder.respond(.json(503, ["error": unavailable ? "database unavailable, retry later" : "not applied, retry later"]))
-                    }
+                jobsInFlight -= 1
+                switch result {
+                case .success(let outcome):
+                    logger.info("webhook \(outcome.rawValue)", metadata: ["svix_id": "\(deliveryID)", "type": "\(event.type)"])
+                    finish(responder, type: event.type, outcome: outcome)
+                case .failure(let error):
+                    let unavailable = (error as? DatabaseError)?.isUnavailable ?? false
+                    logger.error("webhook not applied", metadata: ["svix_id": "\(deliveryID)", "error": "\(error)"])
+                    metrics.webhookDelivery(type: event.type, outcome: unavailable ? "unavailable" : "failed")
+                    // 5xx makes Svix retry; the delivery applies once the database is back.
+                    responder.respond(.json(503, ["error": unavailable ? "database unavailable, retry later" : "not applied, retry later"]))
                 }
             }
         }

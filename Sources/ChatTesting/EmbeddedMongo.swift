@@ -2,7 +2,7 @@ import Foundation
 
 /// The embedded MongoDB (SecantusDB) as a child process on a free loopback port, for tests that need
 /// a database of their own (to stop and restart it). Most tests share the one `make test` starts.
-public final class EmbeddedMongo: @unchecked Sendable {
+public final class EmbeddedMongo: @unchecked Sendable {   // unchecked: a test starts, kills and restarts it from one thread at a time
     public let port: Int
     public let storagePath: String
     private var process: Process?

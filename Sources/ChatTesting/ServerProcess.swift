@@ -2,7 +2,7 @@ import Foundation
 
 /// A real `chat-server` process on a kernel-chosen port, configured through its environment as a
 /// deployment would be. Tests talk to it over loopback and read what it printed.
-public final class ServerProcess: @unchecked Sendable {
+public final class ServerProcess: @unchecked Sendable {   // unchecked: the output lines under `lock`; `port` set once in init
     public private(set) var port: Int = 0
     public let environment: [String: String]
     private let process = Process()

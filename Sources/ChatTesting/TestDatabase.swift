@@ -1,27 +1,27 @@
 import Foundation
 import MongoStore
 import Logging
+import Synchronization
 
 /// The database integration tests share: the embedded MongoDB `make test` started
 /// (`CHAT_TEST_MONGODB_URI`), else one started on first use. Each test gets its own database name.
 public enum TestDatabase {
-    nonisolated(unsafe) private static var fallback: EmbeddedMongo?
-    private static let lock = NSLock()
+    private static let fallback = Mutex<EmbeddedMongo?>(nil)
 
     public static func baseURI() throws -> String {
         if let uri = ProcessInfo.processInfo.environment["CHAT_TEST_MONGODB_URI"] { return uri }
-        lock.lock(); defer { lock.unlock() }
-        if fallback == nil {
-            fallback = try EmbeddedMongo()
+        return try fallback.withLock { fallback in
+            if let running = fallback { return running.uri }
+            let started = try EmbeddedMongo()
+            fallback = started
             // A static is never deinitialised: stop the database when the test process exits.
             atexit { TestDatabase.stopFallback() }
+            return started.uri
         }
-        return fallback!.uri
     }
 
     private static func stopFallback() {
-        lock.lock(); defer { lock.unlock() }
-        fallback = nil
+        fallback.withLock { $0 = nil }
     }
 
     /// A URI naming a database no other test uses.
@@ -31,7 +31,7 @@ public enum TestDatabase {
 }
 
 /// Reads and writes a test's database directly over the wire (through the project's libmongoc adapter).
-public final class MongoProbe: @unchecked Sendable {
+public final class MongoProbe: Sendable {
     public let database: Database
 
     public init(uri: String) throws {

@@ -3,7 +3,7 @@ import Foundation
 
 /// An RSA public key held as an OpenSSL EVP_PKEY. Sendable because the key is never modified after
 /// init, and OpenSSL 3 allows concurrent verify operations on one EVP_PKEY.
-public final class RSAPublicKey: @unchecked Sendable {
+public final class RSAPublicKey: @unchecked Sendable {   // unchecked: an immutable EVP_PKEY; OpenSSL 3 verifies with it concurrently
     /// Clerk's keys are 2048-bit; anything smaller is a misconfiguration.
     static let minimumBits: Int32 = 2048
 

@@ -23,4 +23,12 @@ public enum DotEnv {
         }
         return result
     }
+
+    /// The settings a process reads: the environment over the `.env` file's text. An empty value is
+    /// unset in either (`KEY=` in .env.example, `KEY= make run`).
+    public static func settings(environment: [String: String], fileText: String?) -> [String: String] {
+        var values = fileText.map(parse)?.filter { !$0.value.isEmpty } ?? [:]
+        values.merge(environment.filter { !$0.value.isEmpty }) { _, fromEnvironment in fromEnvironment }
+        return values
+    }
 }

@@ -129,7 +129,7 @@ extension BSONDocument {
         case BSON_TYPE_OID:
             var hex = [CChar](repeating: 0, count: 25)
             chat_bson_iter_oid_hex(iter, &hex)
-            return .objectID(String(cString: hex))
+            return .objectID(hex.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         case BSON_TYPE_BINARY:
             var subtype = bson_subtype_t(rawValue: 0)
             var length: UInt32 = 0

@@ -4,22 +4,20 @@ import Logging
 
 /// A MongoDB change stream read on its own thread: how instances hear each other's writes (presence
 /// changes, messages). Resumes after errors from the last resume token; needs a replica set.
-public final class ChangeFeed: @unchecked Sendable {
+public final class ChangeFeed: @unchecked Sendable {   // unchecked: `stopped` under `lock`; the rest is the feed thread's
     private let database: Database
     private let collection: String
     private let pipeline: [BSONDocument]
     private let logger: Logger
-    private let handler: (BSONDocument) -> Void
+    private let handler: @Sendable (BSONDocument) -> Void
     private let lock = NSLock()
     private var stopped = false
     private var resumeToken: BSONDocument?
     /// Whether the current (or last) stream got past its first round trip.
     private var opened = false
-    /// Runs (on the feed thread) each time the stream is (re)opened.
-    public var onOpen: (() -> Void)?
 
     public init(database: Database, collection: String, pipeline: [BSONDocument], logger: Logger,
-                handler: @escaping (BSONDocument) -> Void) {
+                handler: @escaping @Sendable (BSONDocument) -> Void) {
         self.database = database
         self.collection = collection
         self.pipeline = pipeline
@@ -73,7 +71,7 @@ public final class ChangeFeed: @unchecked Sendable {
             }
             var error = bson_error_t()
             if mongoc_change_stream_error_document(stream, &error, nil) { return DatabaseError(error).description }
-            if !opened { opened = true; onOpen?() }
+            if !opened { opened = true }
         }
         return nil
     }

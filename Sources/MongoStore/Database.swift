@@ -2,12 +2,14 @@ import CMongoC
 import Foundation
 import Logging
 import Metrics
+import ServiceLoop
+import Synchronization
 
 /// MongoDB behind a bounded pool of worker threads sharing one `mongoc_client_pool_t`. Every call
-/// that can block (all of them) runs here, never on the socket service thread; results go to the
-/// completion closure on the worker thread, and callers hand them back to their own thread.
+/// that can block (all of them) runs here, never on the socket service thread; `submit` is called on
+/// the service thread and its completion runs there too (as swift-nio's `NIOThreadPool.runIfActive`).
 /// The workers hold the Database: `shutdown()` ends them, and only then is it released.
-public final class Database: @unchecked Sendable {
+public final class Database: @unchecked Sendable {   // unchecked: the job queue is guarded by `condition`
     public let uri: MongoURI
     public var name: String { uri.databaseName }
     private let pool: OpaquePointer
@@ -24,7 +26,7 @@ public final class Database: @unchecked Sendable {
 
     private struct Job {
         let operation: String
-        let run: (MongoConnection?) -> Void   // nil connection: the pool is shutting down
+        let run: @Sendable (MongoConnection?) -> Void   // nil connection: the pool is shutting down
     }
 
     /// The driver's default handler prints its DEBUG lines too (one per failed heartbeat while the
@@ -34,21 +36,21 @@ public final class Database: @unchecked Sendable {
         mongoc_log_set_handler({ level, domain, message, _ in
             guard level.rawValue <= MONGOC_LOG_LEVEL_WARNING.rawValue, let domain, let message else { return }
             let text = "mongoc \(String(cString: domain)): \(String(cString: message))"
-            if let logger = Database.driverLogger {
+            if let logger = Database.driverLogger.withLock({ $0 }) {
                 logger.log(level: level.rawValue <= MONGOC_LOG_LEVEL_ERROR.rawValue ? .error : .warning, "\(text)")
             } else {
-                fputs(text + "\n", stderr)
+                FileHandle.standardError.write(Data((text + "\n").utf8))
             }
         }, nil)
     }()
-    // Set once, before the handler can run on the driver's threads.
-    nonisolated(unsafe) private static var driverLogger: Logger?
+    /// The first pool's logger.
+    private static let driverLogger = Mutex<Logger?>(nil)
 
     /// `serverSelectionTimeoutMS` defaults to 5 s here (the driver's 30 s would hold a webhook past
     /// Svix's 15 s deadline when the database is down) unless the URI sets it.
     public init(uri: MongoURI, workers: Int, queueLimit: Int, logger: Logger) throws(MongoURIError) {
         mongoc_init()
-        if Self.driverLogger == nil { Self.driverLogger = logger }
+        Self.driverLogger.withLock { if $0 == nil { $0 = logger } }
         _ = Self.quietDriverLog
         self.uri = uri
         self.queueLimit = queueLimit
@@ -91,9 +93,18 @@ public final class Database: @unchecked Sendable {
         return jobs.count - jobsHead
     }
 
-    /// Queues `work` for a worker. `completion` runs on that worker thread.
-    public func submit<T>(_ operation: String, _ work: @escaping (MongoConnection) throws -> T,
-                          completion: @escaping (Result<T, Error>) -> Void) {
+    /// Queues `work` for a worker (from the service thread); `completion` runs on the service thread
+    /// with its result, or at once with `overloaded` / `shuttingDown`.
+    public func submit<T: Sendable>(_ operation: String, on loop: ServiceLoop,
+                                    _ work: @escaping @Sendable (MongoConnection) throws -> T,
+                                    completion: @escaping (Result<T, any Error>) -> Void) {
+        let completion = ServiceBound(completion, loop: loop)
+        enqueue(operation, work) { result in loop.post { completion.value(result) } }
+    }
+
+    /// Queues `work` for a worker; `completion` runs on that worker thread.
+    private func enqueue<T: Sendable>(_ operation: String, _ work: @escaping @Sendable (MongoConnection) throws -> T,
+                                     completion: @escaping @Sendable (Result<T, any Error>) -> Void) {
         condition.lock()
         guard running else { condition.unlock(); completion(.failure(DatabaseError.shuttingDown)); return }
         guard jobs.count - jobsHead < queueLimit else {

@@ -2,6 +2,7 @@ import ChatDomain
 import CMongoC
 import CMongoShim
 import Foundation
+import Synchronization
 
 /// A client popped from the pool for one job on one worker thread.
 public final class MongoConnection {
@@ -89,40 +90,35 @@ public final class MongoConnection {
 /// `instances` record: when the process dies (kill -9), the survivors that sweep it kill those
 /// sessions, which aborts its open transactions at once instead of when the database reaps them
 /// (`transactionLifetimeLimitSeconds`, 60 s by default).
-final class SessionLedger: @unchecked Sendable {
-    private let lock = NSLock()
-    private var instanceID: String?
-    private var recorded = Set<[UInt8]>()
+final class SessionLedger: Sendable {
+    private let state = Mutex<(instanceID: String?, recorded: Set<[UInt8]>)>((nil, []))
     /// The record keeps the latest ones: the driver reuses a handful of sessions for its pool's life.
     static let kept = 64
 
     func recordSessions(asInstance id: String) {
-        lock.lock(); instanceID = id; recorded.removeAll(); lock.unlock()
+        state.withLock { $0 = (id, []) }
     }
 
     /// The instance record was created again (swept while unreachable): record every session anew.
     func forgetRecorded() {
-        lock.lock(); recorded.removeAll(); lock.unlock()
+        state.withLock { $0.recorded.removeAll() }
     }
 
     func record(lsid: OpaquePointer?, on c: MongoConnection) {
         guard let lsid else { return }
         let doc = BSONDocument(bson: lsid)
         guard case .binary(_, let bytes)? = doc["id"] else { return }
-        lock.lock()
-        let id = instanceID
-        let known = recorded.contains(bytes)
-        lock.unlock()
+        let (id, known) = state.withLock { ($0.instanceID, $0.recorded.contains(bytes)) }
         guard let id, !known else { return }
         // Outside the transaction; no record yet (before the first heartbeat): tried again next time.
         let result = try? c.collection(PresenceStore.instances).updateOne(["_id": .string(id)], [
             "$push": ["sessions": ["$each": .array([.document(doc)]), "$slice": .int32(Int32(-Self.kept))]],
         ])
         guard let result, result.matched > 0 else { return }
-        lock.lock()
-        if recorded.count > 4 * Self.kept { recorded.removeAll() }
-        recorded.insert(bytes)
-        lock.unlock()
+        state.withLock { state in
+            if state.recorded.count > 4 * Self.kept { state.recorded.removeAll() }
+            state.recorded.insert(bytes)
+        }
     }
 }
 

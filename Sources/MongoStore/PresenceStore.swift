@@ -174,27 +174,4 @@ public enum PresenceStore {
         return PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue,
                                 version: doc[presenceVersion]?.int64Value)
     }
-
-    /// A page of users for `users.query`: by id, optionally only online ones or matching a search.
-    public static func query(_ q: UsersQuery, on c: MongoConnection) throws -> [BSONDocument] {
-        var filter: BSONDocument = ["deleted": ["$ne": .bool(true)]]
-        if q.onlineOnly { filter["isOnline"] = .bool(true) }
-        if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
-        if let search = q.search, !search.isEmpty {
-            // Names by substring; an email only as the whole address, so that nobody can probe
-            // addresses a few characters at a time.
-            let pattern = NSRegularExpression.escapedPattern(for: search)
-            var any: [BSONValue] = ["username", "firstName", "lastName"].map {
-                .document(BSONDocument([($0, ["$regex": .string(pattern), "$options": .string("i")])]))
-            }
-            if UserDirectory.couldBeEmail(search) {
-                any.append(["email": ["$regex": .string("^" + pattern + "$"), "$options": .string("i")]])
-            }
-            filter["$or"] = .array(any)
-        }
-        return try c.collection(UserStore.users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
-            "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
-            "imageUrl": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1),
-        ], hint: UserStore.byClerkID)
-    }
 }

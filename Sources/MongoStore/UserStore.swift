@@ -86,3 +86,57 @@ public enum UserStore {
 extension BSONDocument {
     func appending(_ more: [(String, BSONValue)]) -> BSONDocument { BSONDocument(fields + more) }
 }
+
+/// Lookups the chat stores make on `users`.
+extension UserStore {
+    /// Fails with `notFound` naming the first id that is not a live user.
+    static func requireExisting(_ ids: [String], on c: MongoConnection) throws {
+        guard !ids.isEmpty else { return }
+        let found = try c.collection(users).find(["clerkId": ["$in": .array(ids.map { .string($0) })], "deleted": ["$ne": .bool(true)]],
+                                                 projection: ["clerkId": .int32(1)], hint: byClerkID)
+        let known = Set(found.compactMap { $0["clerkId"]?.stringValue })
+        if let missing = ids.first(where: { !known.contains($0) }) { throw ChatStore.ChatError.notFound("no user \(missing)") }
+    }
+
+    /// Marks messages whose sender was deleted in Clerk ("deleted user").
+    static func markingDeletedSenders(_ list: [ChatMessage], on c: MongoConnection) throws -> [ChatMessage] {
+        let senders = Set(list.map(\.senderID))
+        guard !senders.isEmpty else { return list }
+        let deleted = try c.collection(users).find(["clerkId": ["$in": .array(senders.map { .string($0) })], "deleted": .bool(true)],
+                                                   projection: ["clerkId": .int32(1)], hint: byClerkID)
+        let gone = Set(deleted.compactMap { $0["clerkId"]?.stringValue })
+        return gone.isEmpty ? list : list.map { var m = $0; m.senderDeleted = gone.contains(m.senderID); return m }
+    }
+}
+
+/// The user directory (`users.query`).
+extension UserStore {
+    /// A page of users for `users.query`: by id, optionally only online ones or matching a search.
+    public static func directory(_ q: UsersQuery, on c: MongoConnection) throws -> [DirectoryEntry] {
+        var filter: BSONDocument = ["deleted": ["$ne": .bool(true)]]
+        if q.onlineOnly { filter["isOnline"] = .bool(true) }
+        if let after = q.after { filter["clerkId"] = ["$gt": .string(after)] }
+        if let search = q.search, !search.isEmpty {
+            // Names by substring; an email only as the whole address, so that nobody can probe
+            // addresses a few characters at a time.
+            let pattern = NSRegularExpression.escapedPattern(for: search)
+            var any: [BSONValue] = ["username", "firstName", "lastName"].map {
+                .document(BSONDocument([($0, ["$regex": .string(pattern), "$options": .string("i")])]))
+            }
+            if UserDirectory.couldBeEmail(search) {
+                any.append(["email": ["$regex": .string("^" + pattern + "$"), "$options": .string("i")]])
+            }
+            filter["$or"] = .array(any)
+        }
+        let docs = try c.collection(users).find(filter, sort: ["clerkId": .int32(1)], limit: q.limit, projection: [
+            "_id": .int32(0), "clerkId": .int32(1), "username": .int32(1), "firstName": .int32(1), "lastName": .int32(1),
+            "imageUrl": .int32(1), "isOnline": .int32(1), "lastSeen": .int32(1),
+        ], hint: byClerkID)
+        return docs.map { d in
+            DirectoryEntry(userID: d["clerkId"]?.stringValue ?? "", username: d["username"]?.stringValue,
+                           firstName: d["firstName"]?.stringValue, lastName: d["lastName"]?.stringValue,
+                           imageURL: d["imageUrl"]?.stringValue, isOnline: d["isOnline"]?.boolValue ?? false,
+                           lastSeen: d["lastSeen"]?.dateValue)
+        }
+    }
+}

@@ -12,7 +12,7 @@ public protocol WebSocketClientDelegate: AnyObject {
 /// A libwebsockets client context with its own service thread, for many connections at once
 /// (chat-client holds one, chat-bench thousands). Like the server, one thread owns every socket;
 /// other threads reach it through `post`.
-public final class WebSocketClientLoop: @unchecked Sendable {
+public final class WebSocketClientLoop: @unchecked Sendable {   // unchecked: inbox and stop flag under `lock`; sockets on the loop thread
     private var handle: OpaquePointer?
     private var context: OpaquePointer?
     private let lock = NSLock()

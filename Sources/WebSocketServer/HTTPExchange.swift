@@ -5,7 +5,7 @@ import Dispatch
 final class HTTPExchange {
     enum State {
         case routing
-        case readingBody(limit: Int, headers: [String: String], handler: (HTTPRequest, HTTPResponder) -> Void)
+        case readingBody(headers: [String: String], handler: (HTTPRequest, HTTPResponder) -> Void)
         case refusingBody          // answered early; remaining body bytes are dropped unread
         case handling
         case responding(HTTPResponse, headersWritten: Bool)
@@ -17,7 +17,6 @@ final class HTTPExchange {
     let head: HTTPRequestHead
     var state: State = .routing
     var body: [UInt8] = []
-    private var bodyLimit = 0
     /// Declared body bytes counted against the server's in-flight cap until the body is complete.
     var reservedBodyBytes = 0
     /// While reading: when the body must be complete. After an early answer: when to stop waiting
@@ -35,18 +34,19 @@ final class HTTPExchange {
         self.head = head
     }
 
-    func expectBody(limit: Int, headers: [String: String], handler: @escaping (HTTPRequest, HTTPResponder) -> Void) {
-        bodyLimit = limit
+    /// The body's Content-Length was checked against the route's limit and reserved (`reservedBodyBytes`).
+    func expectBody(headers: [String: String], handler: @escaping (HTTPRequest, HTTPResponder) -> Void) {
         bodyStarted = DispatchTime.now().uptimeNanoseconds
         windowStart = bodyStarted
-        state = .readingBody(limit: limit, headers: headers, handler: handler)
+        state = .readingBody(headers: headers, handler: handler)
     }
 
     func appendBody(_ chunk: UnsafeRawBufferPointer) {
         guard case .readingBody = state else { return }
-        if body.count + chunk.count > bodyLimit {
+        // The one check while reading: never more than the declared length (which the limit bounded).
+        if body.count + chunk.count > reservedBodyBytes {
             body.removeAll()
-            respond(.error(413, "body larger than \(bodyLimit) bytes", close: true))
+            respond(.error(400, "body longer than its Content-Length", close: true))
             return
         }
         body.append(contentsOf: chunk)

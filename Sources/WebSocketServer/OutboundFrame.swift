@@ -3,7 +3,7 @@ import CLwsShim
 /// Bytes ready for `lws_write`, with the `LWS_PRE` headroom lws needs in front of the payload.
 /// Encoded once and shared by every recipient of a broadcast: lws writes only into the headroom,
 /// and writes happen one at a time on the service thread.
-public final class OutboundFrame: @unchecked Sendable {
+public final class OutboundFrame: @unchecked Sendable {   // unchecked: the payload never changes after init; lws writes the headroom only on the service thread
     let storage: UnsafeMutableRawPointer
     public let count: Int
 
@@ -19,6 +19,9 @@ public final class OutboundFrame: @unchecked Sendable {
     var payload: UnsafeMutablePointer<UInt8> {
         storage.advanced(by: chat_lws_pre).assumingMemoryBound(to: UInt8.self)
     }
+
+    /// The payload (in-process tests read what a client would receive).
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: payload, count: count)) }
 
     deinit { storage.deallocate() }
 }

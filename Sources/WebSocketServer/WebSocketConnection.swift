@@ -15,6 +15,16 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable {
 
 /// The upgrade request as copied when the socket opened.
 public struct UpgradeRequest: Sendable {
+    public init(path: String, query: String? = nil, origin: String? = nil, host: String? = nil,
+                authorization: String? = nil, subprotocol: String? = nil) {
+        self.path = path
+        self.query = query
+        self.origin = origin
+        self.host = host
+        self.authorization = authorization
+        self.subprotocol = subprotocol
+    }
+
     public let path: String
     public let query: String?
     public let origin: String?
@@ -26,7 +36,7 @@ public struct UpgradeRequest: Sendable {
 
 /// One WebSocket, owned by the service thread. Frames are queued and written when lws says the
 /// socket is writable; a queue over its cap closes the connection (a slow reader must not hold memory).
-public final class WebSocketConnection {
+public final class WebSocketConnection: ClientConnection {
     public enum State: Equatable {
         case open
         case closing(CloseCode, String)
@@ -70,6 +80,7 @@ public final class WebSocketConnection {
     /// large reply is never by itself a slow consumer (the server bounds its frames: pages by bytes).
     @discardableResult
     public func send(_ frame: OutboundFrame) -> Bool {
+        server.loop.preconditionInLoop()
         guard state == .open else { return false }
         if queuedBytes > 0 && queuedBytes + frame.count > server.options.maxOutboundBytes {
             server.metrics.slowConsumerClosed()
@@ -84,6 +95,7 @@ public final class WebSocketConnection {
 
     /// Sends what is queued, then closes with `code`.
     public func close(_ code: CloseCode, reason: String) {
+        server.loop.preconditionInLoop()
         guard state == .open else { return }
         state = .closing(code, String(reason.prefix(120)))
         lws_callback_on_writable(wsi)

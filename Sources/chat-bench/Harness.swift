@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 import WebSocketClient
 
@@ -124,11 +125,12 @@ final class Harness {
 
     /// Loops are never deinitialized: destroying the lws context while its service thread may still be
     /// inside lws_service (the loop offers no join) could crash the process on its way out.
-    nonisolated(unsafe) private static var retained: [WebSocketClientLoop] = []
+    private static let retained = Mutex<[WebSocketClientLoop]>([])
 
     init(url: URL) throws {
-        loop = try WebSocketClientLoop()
-        Self.retained.append(loop)
+        let loop = try WebSocketClientLoop()
+        self.loop = loop
+        Self.retained.withLock { $0.append(loop) }
         self.url = url
         loop.start()
     }
@@ -278,7 +280,7 @@ final class Harness {
 }
 
 /// Calls `body` on the loop thread about every `periodMicros` (one pending call at a time) until it returns false.
-final class Ticker: @unchecked Sendable {
+final class Ticker: @unchecked Sendable {   // unchecked: flags under `lock`; `body` runs only on the loop thread
     private let lock = NSLock()
     private var pending = false
     private var running = true
@@ -286,8 +288,7 @@ final class Ticker: @unchecked Sendable {
 
     init(harness: Harness, periodMicros: UInt32 = 500, _ body: @escaping (UInt64) -> Bool) {
         let loop = harness.loop
-        // Called only on the loop thread, through `loop.post`.
-        nonisolated(unsafe) let body = body
+        nonisolated(unsafe) let body = body   // called only on the loop thread, through `loop.post`
         let thread = Thread { [self] in
             while true {
                 lock.lock()

@@ -190,6 +190,7 @@ struct CommonOptions: ParsableArguments {
 /// Session tokens, minted on every core with the key parsed once. The first is checked against
 /// `DevelopmentKeys.mint` (RS256 is deterministic: the same claims give the same token).
 func mintTokens(_ keys: DevelopmentKeys, users: [String]) -> [String] {
+    // unchecked: each worker writes its own indices; read after concurrentPerform returns
     final class Box: @unchecked Sendable { var tokens: [String]; init(_ n: Int) { tokens = Array(repeating: "", count: n) } }
     guard !users.isEmpty else { return [] }
     let minter = try! TokenMinter(privateKeyPEM: keys.privateKeyPEM)

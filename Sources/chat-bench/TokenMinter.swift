@@ -6,7 +6,7 @@ import Foundation
 /// once: parsing the PEM costs several times the signature, and the scenarios need thousands of tokens.
 struct MintError: Error { let message: String }
 
-final class TokenMinter: @unchecked Sendable {
+final class TokenMinter: @unchecked Sendable {   // unchecked: an immutable EVP_PKEY; OpenSSL 3 signs with it concurrently
     private let key: OpaquePointer
 
     init(privateKeyPEM: String) throws {

@@ -74,7 +74,7 @@ struct Webhook: ParsableCommand {
     }
 
     private func runLevel(_ level: Int, secret: WebhookSecret, host: String, port: UInt16, tag: String) -> LevelOutcome {
-        final class Shared: @unchecked Sendable {
+        final class Shared: @unchecked Sendable {   // unchecked: `total` under `lock`
             let lock = NSLock()
             var total = LevelOutcome()
         }

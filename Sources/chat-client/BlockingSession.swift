@@ -4,7 +4,7 @@ import Foundation
 
 /// A connection driven from the main thread by the one-shot subcommands: waits for `welcome`, for
 /// replies and for events, each with a deadline.
-final class BlockingSession: @unchecked Sendable {
+final class BlockingSession: @unchecked Sendable {   // unchecked: events, welcome and failure under `condition`
     static let replyTimeout: TimeInterval = 20
 
     let connection: ChatConnection
@@ -82,7 +82,7 @@ final class BlockingSession: @unchecked Sendable {
         return Failure(error.description)
     }
 
-    private final class ResultBox: @unchecked Sendable {
+    private final class ResultBox: @unchecked Sendable {   // unchecked: written on the loop thread before `condition` is signalled, read after the wait
         var result: Result<[String: JSONValue], ChatClientError>?
     }
 }

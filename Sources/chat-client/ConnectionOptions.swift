@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChatClient
+import EnvFile
 import Foundation
 
 /// Where to connect and with which token; shared by every subcommand.
@@ -33,17 +34,7 @@ struct ConnectionOptions: ParsableArguments {
 
     /// The server `make run` starts from this directory: its PORT (environment, then `.env`).
     static func localURL(environment: [String: String] = ProcessInfo.processInfo.environment, dotEnv: String = ".env") -> String {
-        var port = environment["PORT"].flatMap { $0.isEmpty ? nil : $0 }
-        if port == nil, let text = try? String(contentsOfFile: dotEnv, encoding: .utf8) {
-            for line in text.split(whereSeparator: \.isNewline) {
-                var entry = line.trimmingCharacters(in: .whitespaces)
-                if entry.hasPrefix("export ") { entry = String(entry.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
-                guard entry.hasPrefix("PORT=") else { continue }
-                let value = entry.dropFirst(5).split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
-                let bare = value.trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
-                if !bare.isEmpty { port = bare }
-            }
-        }
+        let port = DotEnv.settings(environment: environment, fileText: try? String(contentsOfFile: dotEnv, encoding: .utf8))["PORT"]
         // PORT=0 lets the kernel pick: nothing to guess from here.
         guard let port, let number = Int(port), (1...65535).contains(number) else { return defaultURL }
         return "ws://127.0.0.1:\(number)/ws"

@@ -1,14 +1,15 @@
 import Foundation
+import Synchronization
 
 /// Puts the terminal in raw input mode (no echo, no line buffering, Ctrl-C as a key) so that incoming
 /// lines can be printed above the line being typed, and restores it on every way out.
 enum RawTerminal {
-    nonisolated(unsafe) private static var saved: termios?
+    private static let saved = Mutex<termios?>(nil)
 
     static func enable() {
         var original = termios()
         guard tcgetattr(STDIN_FILENO, &original) == 0 else { return }
-        saved = original
+        saved.withLock { $0 = original }
         var raw = original
         // Input: no CR→NL translation, no XON/XOFF; local: no echo, no canonical mode, no signals.
         // Output processing stays on, so "\n" still returns the carriage.
@@ -23,8 +24,7 @@ enum RawTerminal {
     }
 
     static func restore() {
-        guard var original = saved else { return }
-        saved = nil
+        guard var original = saved.withLock({ state -> termios? in defer { state = nil }; return state }) else { return }
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &original)
     }
 

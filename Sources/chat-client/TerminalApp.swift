@@ -5,7 +5,7 @@ import Foundation
 /// The interactive client: conversations, presence, messages, typing and read receipts on a small
 /// IRC-like screen. Everything except reading stdin runs on the connection's loop thread, so the
 /// state below needs no locks: key presses and lines are posted there.
-final class TerminalApp: @unchecked Sendable {
+final class TerminalApp: @unchecked Sendable {   // unchecked: state touched only on the connection's loop thread (input is posted there)
     let connection: ChatConnection
     let screen: Screen
     let palette: Palette

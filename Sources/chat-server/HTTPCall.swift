@@ -6,7 +6,7 @@ import FoundationNetworking
 /// A blocking HTTP call for the command-line tools (never used inside the server's service thread).
 enum HTTPCall {
     /// Written by URLSession's queue before the semaphore is signalled, read after the wait.
-    private final class Outcome: @unchecked Sendable {
+    private final class Outcome: @unchecked Sendable {   // unchecked: the semaphore orders the write before the read
         var result: Result<(Int, String), Error> = .failure(URLError(.unknown))
     }
 

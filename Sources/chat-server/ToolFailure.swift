@@ -30,8 +30,6 @@ func runTool(_ command: String, _ body: () throws -> Void) throws {
 /// The settings the tools read: the environment over the `.env` file (empty values are unset, as
 /// for the server).
 func toolSettings(envFile: String) -> [String: String] {
-    var values = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(DotEnv.parse) ?? [:]
-    values = values.filter { !$0.value.isEmpty }
-    values.merge(ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }) { $1 }
-    return values
+    DotEnv.settings(environment: ProcessInfo.processInfo.environment,
+                    fileText: try? String(contentsOfFile: envFile, encoding: .utf8))
 }

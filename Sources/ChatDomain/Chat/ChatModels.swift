@@ -148,3 +148,28 @@ public struct SequenceGate<Item: Sendable>: Sendable {
         return out
     }
 }
+
+/// A conversation's last message as `conversations.list` shows it (text cut to 200 characters, null once deleted).
+public struct MessagePreview: Equatable, Sendable {
+    public var messageID: String
+    public var seq: Int64
+    public var senderID: String
+    public var text: String?
+    public var deleted: Bool
+    public var createdAt: Date?
+
+    public init(messageID: String, seq: Int64, senderID: String, text: String?, deleted: Bool, createdAt: Date?) {
+        self.messageID = messageID
+        self.seq = seq
+        self.senderID = senderID
+        self.text = text
+        self.deleted = deleted
+        self.createdAt = createdAt
+    }
+
+    public var json: [String: JSONValue] {
+        ["messageId": .string(messageID), "seq": .int(seq), "senderId": .string(senderID),
+         "text": deleted ? .null : (text.map(JSONValue.string) ?? .null), "deleted": .bool(deleted),
+         "createdAt": createdAt.map { .string(JSONValue.iso8601($0)) } ?? .null]
+    }
+}

@@ -1,0 +1,43 @@
+import ChatDomain
+import Foundation
+
+/// The transactional outbox: `events` records written with each change, read by other instances'
+/// change streams. A record carries the encoded frames, so no instance encodes an event twice.
+extension ChatStore {
+    /// The fan-outs an `events` record carries (several messages of one conversation share one record,
+    /// so the recipient list is stored once per batch, not once per message).
+    public static func fanouts(fromEvent doc: BSONDocument) -> (origin: String, [Fanout])? {
+        guard let origin = doc["origin"]?.stringValue, let conversation = doc["conversationId"]?.stringValue,
+              let frames = doc["frames"]?.arrayValue, let recipients = doc["recipients"]?.arrayValue else { return nil }
+        let members = recipients.compactMap(\.stringValue)
+        let seqs = doc["seqs"]?.arrayValue
+        let exclude = doc["exclude"]?.stringValue
+        return (origin, frames.enumerated().compactMap { i, frame in
+            frame.stringValue.map { Fanout(conversationID: conversation, recipients: members, exclude: exclude,
+                                           seq: seqs?[i].int64Value, frame: Array($0.utf8)) }
+        })
+    }
+
+    /// Writes the `events` record of one fan-out (in the caller's transaction) and returns it.
+    static func record(_ f: Fanout, origin: String, now: Date, on c: MongoConnection) throws -> Fanout {
+        try c.collection(events).insertOne(eventDocument([f], origin: origin, now: now))
+        return f
+    }
+
+    static func eventDocument(_ batch: [Fanout], origin: String, now: Date) -> BSONDocument {
+        let first = batch[0]
+        var doc: BSONDocument = [
+            "conversationId": .string(first.conversationID), "recipients": .array(first.recipients.map { .string($0) }),
+            "frames": .array(batch.map { .string(String(decoding: $0.frame, as: UTF8.self)) }), "origin": .string(origin),
+            "expireAt": .date(now.addingTimeInterval(eventRetention)),
+        ]
+        if let exclude = first.exclude { doc["exclude"] = .string(exclude) }
+        if first.seq != nil { doc["seqs"] = .array(batch.map { .int64($0.seq ?? 0) }) }
+        return doc
+    }
+
+    static func announce(_ conversation: Conversation, to audience: [String]? = nil, origin: String, now: Date,
+                         on c: MongoConnection) throws -> Fanout {
+        try record(Fanout(.conversation(conversation), recipients: audience ?? conversation.members), origin: origin, now: now, on: c)
+    }
+}
