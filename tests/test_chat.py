@@ -427,3 +427,35 @@ def test_a_conversation_stored_before_heads_goes_on_without_a_gap_from_two_insta
         for c in clients:
             await c.close()
     asyncio.run(run())
+
+
+def test_a_batch_into_many_conversations_is_one_events_record_and_reaches_the_other_instance(servers):
+    """A message batch writes one `events` record for all its conversations (each entry with its own
+    recipients, frames and seqs); the other instance delivers every message of it to the right
+    members, once each."""
+    a_srv, b_srv = servers
+    pairs = 6
+    senders, receivers = [uid(f"s{i}") for i in range(pairs)], [uid(f"r{i}") for i in range(pairs)]
+
+    async def run():
+        on_b = [await client(b_srv, r) for r in receivers]
+        on_a = [await client(a_srv, s) for s in senders]
+        cids = [(await c.request("conversation.direct", userId=r))["conversation"]["conversationId"] for c, r in zip(on_a, receivers)]
+        for rounds in range(3):
+            acks = await asyncio.gather(*[c.request("message.send", conversationId=cid, clientId=f"k{rounds}", text=f"{cid} {rounds}")
+                                          for c, cid in zip(on_a, cids)])
+            assert [a["seq"] for a in acks] == [rounds + 1] * pairs
+        for r, cid in zip(on_b, cids):
+            got = await r.messages(3)
+            assert [(m["conversationId"], m["seq"], m["text"]) for m in got] == [(cid, n + 1, f"{cid} {n}") for n in range(3)]
+            with pytest.raises(asyncio.TimeoutError):
+                await r.event("message", timeout=0.5)   # each once, and nobody else's
+        for c in on_a + on_b:
+            await c.close()
+    asyncio.run(run())
+    records = list(a_srv.db.events.find({"conversations": {"$exists": True}}))
+    batches = a_srv.metrics()[("chat_message_batches_total", ())]
+    assert len(records) == batches, "one record per committed batch"
+    entries = [e for r in records for e in r["conversations"]]
+    assert sum(len(e["frames"]) for e in entries) == 3 * pairs
+    assert all(e["recipients"] == sorted(e["recipients"]) and len(e["recipients"]) == 2 for e in entries)

@@ -26,8 +26,9 @@ extension ChatStore {
 
     /// Stores many senders' messages in one transaction of five round trips, whatever the number of
     /// conversations: one read of the conversations, one of their heads, one bulk of head updates
-    /// (the sequence counters), one insert of the messages, one of their events (one per
-    /// conversation). The sequence is gap-free because counters and messages commit together.
+    /// (the sequence counters), one insert of the messages, one of their `events` record (one for
+    /// the batch, unless it is very large). The sequence is gap-free because counters and messages
+    /// commit together.
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
@@ -103,15 +104,11 @@ extension ChatStore {
             // Another writer took these sequence numbers first: the unique index refuses them and the
             // whole transaction, counters included, is retried.
             try tx.collection(messages).insertMany(fresh.keys.sorted().flatMap { fresh[$0]!.map(document) })
-            var fanouts: [Fanout] = []
-            var eventDocs: [BSONDocument] = []
-            for id in fresh.keys.sorted() {
-                let members = conversationsByID[id]!.members
-                let batch = fresh[id]!.map { Fanout(.message($0), recipients: members) }
-                fanouts += batch
-                eventDocs.append(eventDocument(batch, origin: origin, now: now))
+            let batches = fresh.keys.sorted().map { id in
+                fresh[id]!.map { Fanout(.message($0), recipients: conversationsByID[id]!.members) }
             }
-            try tx.collection(events).insertMany(eventDocs)   // one record per conversation
+            try tx.collection(events).insertMany(batchEventDocuments(batches, origin: origin, now: now))
+            let fanouts = batches.flatMap { $0 }
             return (results.map { $0 ?? .failed(.invalid("not processed")) }, fanouts)
         }
     }
