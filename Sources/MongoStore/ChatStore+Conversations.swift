@@ -86,7 +86,7 @@ extension ChatStore {
     public static func list(_ me: String, limit: Int, before: ConversationCursor? = nil, on c: MongoConnection) throws -> ListPage {
         var order = try activity(of: me, on: c)
         if let before {
-            order = order.filter { $0.at < before.updatedAt || ($0.at == before.updatedAt && $0.id < before.conversationID) }
+            order = order.filter { $0.at < before.updatedAt || ($0.at == before.updatedAt && bytewise($0.id, before: before.conversationID)) }
         }
         let more = order.count > limit
         let docs = try documents(order.prefix(limit).map(\.id), on: c)
@@ -159,8 +159,11 @@ extension ChatStore {
         for head in try c.collection(heads).find(["_id": ["$in": .array(at.keys.sorted().map { .string($0) })]], projection: ["updatedAt": .int32(1)]) {
             if let id = head["_id"]?.stringValue, let t = head["updatedAt"]?.dateValue, let known = at[id], t > known { at[id] = t }
         }
-        return at.map { (id: $0.key, at: $0.value) }.sorted { $0.at != $1.at ? $0.at > $1.at : $0.id > $1.id }
+        return at.map { (id: $0.key, at: $0.value) }.sorted { $0.at != $1.at ? $0.at > $1.at : bytewise($1.id, before: $0.id) }
     }
+
+    /// Byte order, as the database sorted ids (Swift's String order is by Unicode canonical equivalence).
+    static func bytewise(_ a: String, before b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
     /// Conversation documents with their heads' fields, in the order of `ids`.
     static func documents(_ ids: [String], on c: MongoConnection) throws -> [BSONDocument] {
