@@ -66,6 +66,8 @@ stop_database() {
 cleanup() {
   stop_server
   stop_database
+  # BENCH_KEEP_LOGS=1: the servers' and the database's logs next to the results.
+  if [[ "${BENCH_KEEP_LOGS:-}" == 1 ]]; then mkdir -p "$BENCH_RESULTS_DIR/logs" && cp "$work"/*.log "$work"/*.err "$BENCH_RESULTS_DIR/logs/" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -99,7 +101,7 @@ start_stack() {
   stop_server
   stop_database
   local db_port grace=2
-  [[ "${1:-}" == second ]] && grace=10
+  [[ "${1:-}" == second ]] && grace=${BENCH_RECONNECT_GRACE:-10}
   db_port=$(free_port)
   start_secantus "$db_port" ":memory:" "$work/db.log"
   mongo_uri="mongodb://127.0.0.1:$db_port/chat_bench"

@@ -32,7 +32,9 @@ struct Reconnect: ParsableCommand {
     @Option(help: "Clients that close at the end: the watcher must then show them offline.")
     var leavers: Int = 500
     @Option(help: "Seconds to wait for instance A's `instances` record to go (removed at its exit, or swept by B) before the final presence check.")
-    var instanceWait: Double = 60
+    var instanceWait: Double = 180
+    @Option(help: "Seconds the watcher gets to show the leavers offline (their disconnects queue behind other database work).")
+    var leaveWait: Double = 60
     @Option(help: "MongoDB URI (with the servers' database): serverStatus().opcounters, instances and users via pymongo.")
     var mongoUri: String?
     @Option(help: "Python with pymongo, for --mongo-uri.")
@@ -275,8 +277,9 @@ struct Reconnect: ParsableCommand {
 
         // 6. After A's instance record is gone (A removed it, or B swept it): still all online?
         var instanceGone: Double?
+        var instancesLeft: [[String: Any]] = []
         if mongoUri != nil {
-            instanceGone = waitForOneInstance()
+            (instanceGone, instancesLeft) = waitForOneInstance()
             sleepSeconds(2)
         }
         let offlineFinal = watchHarness.sync { watch.offline(0..<clients) }
@@ -293,9 +296,10 @@ struct Reconnect: ParsableCommand {
             let left = Array(conns[..<leaving])
             harness.closeAll(left, timeout: 60)
             let closedAt = monoNow()
-            if watchHarness.waitUntil(timeout: settle, { watch.stillOnline(0..<leaving) == 0 }) { leaveLag = seconds(monoNow() - closedAt) }
+            if watchHarness.waitUntil(timeout: leaveWait, poll: 0.05, { watch.stillOnline(0..<leaving) == 0 }) { leaveLag = seconds(monoNow() - closedAt) }
             onlineAfterLeft = watchHarness.sync { watch.stillOnline(0..<leaving) }
         }
+        let dbLeavers = leaving > 0 ? usersInDatabase(prefix, first: leaving) : nil
         let lostWatcher = watchHarness.sync { watcherLost }
         let (failures, lost, fromA, dropped, attemptCount) = harness.sync { (failedAttempts, lostFor, closesFromA, droppedOnB, attempts) }
         let (connect, backLat) = harness.sync { (connectLatency, backLatency) }
@@ -340,12 +344,12 @@ struct Reconnect: ParsableCommand {
             "connect_latency": connect.json, "back_latency": backLat.json,
             "presence": ["offline_before_restart": offlineBefore, "offline_after_back": offlineAfterBack,
                          "all_shown_online_after_s": presenceLag.map(Latency.round) as Any? ?? NSNull(),
-                         "a_instance_gone_after_s": instanceGone.map(Latency.round) as Any? ?? NSNull(),
+                         "a_instance_gone_after_s": instanceGone.map(Latency.round) as Any? ?? NSNull(), "instances_left": instancesLeft,
                          "offline_final": offlineFinal, "online_after_left": onlineAfterLeft,
                          "leavers_shown_offline_after_s": leaveLag.map(Latency.round) as Any? ?? NSNull(),
                          "errors": presenceErrors, "shown_offline_during_restart": shownOffline,
                          "events": events, "offline_events": offlineEvents, "watcher_lost": lostWatcher as Any? ?? NSNull(),
-                         "database": dbUsers as Any? ?? NSNull()],
+                         "database": dbUsers as Any? ?? NSNull(), "database_leavers": dbLeavers as Any? ?? NSNull()],
             "db_operations": dbOps, "server_b_requests_per_connect": serverOps,
             "cpu_percent": usage, "errors": harness.sync { harness.errorCodes },
         ]
@@ -357,7 +361,10 @@ struct Reconnect: ParsableCommand {
             + " \(fmt(backSeconds, 1)) s after SIGTERM (\(fmtInt(Double(backCount) / max(backSeconds, 1e-9)))/s; A closed them within \(fmt(firstLoss > 0 ? seconds(lastLoss - firstLoss) : 0, 1)) s"
             + (aExitNs.map { ", exited after \(fmt(seconds($0 - t0), 1)) s" } ?? "") + "); "
             + "connect p50 \(connect.json["p50_ms"] ?? "-") / p99 \(connect.json["p99_ms"] ?? "-") ms, lost→back p50 \(backLat.json["p50_ms"] ?? "-") / p99 \(backLat.json["p99_ms"] ?? "-") ms; \(failText); "
-            + "presence errors \(presenceErrors) (\(offlineFinal) shown offline though back, \(onlineAfterLeft) of \(leaving) online after leaving; \(shownOffline) shown offline for a while during the restart); "
+            + "presence errors \(presenceErrors) (\(offlineFinal) shown offline though back, \(onlineAfterLeft) of \(leaving) online \(leaveLag == nil ? "\(fmt(leaveWait, 0)) s " : "")after leaving"
+            + (leaveLag.map { ", all shown offline \(fmt($0, 1)) s after leaving" } ?? "")
+            + (mongoUri == nil ? "" : "; checked after A's instance record was " + (instanceGone.map { "gone, \(fmt($0, 0)) s after all were back" } ?? "still there"))
+            + "; \(shownOffline) shown offline for a while during the restart); "
             + opsText + serverOpsText + "; cpu \(CPUMeter.text(usage))"
         report.target = "10,000 clients back within 20 s of a restart, 0 presence errors, ≤ 0.2 database operations per connect"
         let met = allBack && backSeconds <= 20 && presenceErrors == 0 && (opsPerConnect ?? .infinity) <= 0.2 && lostWatcher == nil
@@ -370,6 +377,9 @@ struct Reconnect: ParsableCommand {
         if offlineBefore > 0 { report.notes.append("\(offlineBefore) users shown offline before the restart") }
         if let lostWatcher { report.notes.append("the watcher's connection closed: \(lostWatcher)") }
         if dropped > 0 { report.notes.append("\(dropped) connections to B closed again during the storm") }
+        if instancesLeft.count > 1 {
+            report.notes.append("instance A not gone \(fmt(instanceWait, 0)) s after all were back: " + instancesLeft.map { "\($0["connection_records"] ?? "?") records, heartbeat \($0["heartbeat_age_s"] ?? "?") s ago" }.joined(separator: "; "))
+        }
         if !lost.isEmpty { report.notes.append("gave up (no reconnect after): \(lost.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))") }
         report.emit(jsonOut: common.jsonOut)
 
@@ -397,34 +407,41 @@ struct Reconnect: ParsableCommand {
         return runPython(python, script, [mongoUri])?.compactMapValues { $0 as? Int }
     }
 
-    /// Waits until one `instances` record is left (B's): seconds waited, nil when it timed out.
-    private func waitForOneInstance() -> Double? {
-        guard let mongoUri else { return nil }
+    /// Waits until one `instances` record is left (B's): seconds waited (nil when it timed out), and
+    /// the records left with their connection records and heartbeat age.
+    private func waitForOneInstance() -> (Double?, [[String: Any]]) {
+        guard let mongoUri else { return (nil, []) }
         let script = """
-        import json, sys, time, pymongo
-        client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000)
+        import datetime, json, sys, time, pymongo
+        client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000, tz_aware=True)
         db, limit, start = client.get_default_database(), float(sys.argv[2]), time.monotonic()
         while db.instances.count_documents({}) > 1 and time.monotonic() - start < limit:
             time.sleep(0.5)
-        print(json.dumps({"left": db.instances.count_documents({}), "waited": time.monotonic() - start}))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        left = [{"id": i["_id"], "heartbeat_age_s": round((now - i["heartbeatAt"]).total_seconds(), 1),
+                 "connection_records": db.connections.count_documents({"instanceId": i["_id"]})} for i in db.instances.find()]
+        print(json.dumps({"left": left, "waited": time.monotonic() - start}))
         """
-        guard let answer = runPython(python, script, [mongoUri, String(instanceWait)]) else { return nil }
-        return (answer["left"] as? Int ?? 2) <= 1 ? answer["waited"] as? Double : nil
+        guard let answer = runPython(python, script, [mongoUri, String(instanceWait)]) else { return (nil, []) }
+        let left = answer["left"] as? [[String: Any]] ?? []
+        return (left.count <= 1 ? answer["waited"] as? Double : nil, left)
     }
 
-    /// The run's users as stored: how many, and how many online.
-    private func usersInDatabase(_ prefix: String) -> [String: Any]? {
+    /// The run's users as stored (the first `first` of them when given): how many, how many online, and
+    /// their connection records.
+    private func usersInDatabase(_ prefix: String, first: Int? = nil) -> [String: Any]? {
         guard let mongoUri else { return nil }
         let script = """
         import json, re, sys, pymongo
         client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000)
         db = client.get_default_database()
-        match = {"$regex": "^" + re.escape(sys.argv[2])}
+        prefix, first = sys.argv[2], int(sys.argv[3])
+        match = {"$regex": "^" + re.escape(prefix)} if first < 0 else {"$in": [prefix + "%05d" % i for i in range(first)]}
         users = list(db.users.find({"clerkId": match}, {"isOnline": 1}))
         print(json.dumps({"users": len(users), "online": sum(1 for u in users if u.get("isOnline")),
                           "connection_records": db.connections.count_documents({"userId": match})}))
         """
-        return runPython(python, script, [mongoUri, prefix])
+        return runPython(python, script, [mongoUri, prefix, String(first ?? -1)])
     }
 
     /// B's `chat_db_operation_duration_seconds_count` by operation (its own database requests).
