@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make bench: a SHORT run of every chat-bench scenario (a few minutes on a 2-core machine) against a
-# release chat-server and a throwaway embedded MongoDB, both on free ports. Each scenario gets a fresh
-# database and server: what one leaves behind (connection records of a killed server, large event
-# documents) would otherwise slow the next. Writes bench/results.md and bench/results.json.
+# make bench: a SHORT run of every chat-bench scenario (about 9 minutes today on a 2-core machine, most
+# of it idle's full 10,000 connections, capped at 300 s) against a release chat-server and a throwaway
+# embedded MongoDB, both on free ports; `reconnect` runs a second chat-server on the same database and SIGTERMs the first.
+# Each scenario gets a fresh database and server: what one leaves behind (connection records of a
+# killed server, large event documents) would otherwise slow the next. Writes bench/results.md and
+# bench/results.json.
 #
 # Scenario sizes can be changed from the environment, e.g.
 #   BENCH_IDLE_CONNECTIONS=2000 BENCH_CHURN_DURATION=60 scripts/bench.sh
@@ -12,7 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-: "${BENCH_IDLE_CONNECTIONS:=10000}" "${BENCH_IDLE_TIMEOUT:=400}"
+: "${BENCH_IDLE_CONNECTIONS:=10000}" "${BENCH_IDLE_TIMEOUT:=300}"
 : "${BENCH_RECONNECT_CLIENTS:=1000}" "${BENCH_RECONNECT_LEAVERS:=200}"
 : "${BENCH_ONLY:=}" "${BENCH_RESULTS_DIR:=bench}"
 : "${BENCH_FANOUT_MEMBERS:=1000}" "${BENCH_FANOUT_SENDERS:=10}" "${BENCH_FANOUT_RATE:=100}" "${BENCH_FANOUT_DURATION:=5}"
