@@ -161,7 +161,8 @@ run dm dm --pairs "$BENCH_DM_PAIRS" --rate "$BENCH_DM_RATE" --duration "$BENCH_D
 run churn churn --rate "$BENCH_CHURN_RATE" --duration "$BENCH_CHURN_DURATION" --mongo-uri @MONGO_URI@ --python "$ROOT/.venv/bin/python"
 run webhook webhook --concurrency "$BENCH_WEBHOOK_CONCURRENCY" --count "$BENCH_WEBHOOK_COUNT" --webhook-secret "$webhook_secret"
 # A restart: the clients on the first instance (SIGTERM) move to the second, as behind a load balancer.
-run reconnect reconnect --clients "$BENCH_RECONNECT_CLIENTS" --leavers "$BENCH_RECONNECT_LEAVERS" \
+# The final presence check waits at most 60 s for A's record to go (today B's sweep of it takes minutes).
+run reconnect reconnect --clients "$BENCH_RECONNECT_CLIENTS" --leavers "$BENCH_RECONNECT_LEAVERS" --instance-wait 60 \
   --target-url @SECOND_URL@ --target-pid @SECOND_PID@ --mongo-uri @MONGO_URI@ --python "$ROOT/.venv/bin/python" --kill-server-at-end
 
 # The machine and the commit, then the two result files.
