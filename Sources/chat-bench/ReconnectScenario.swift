@@ -363,7 +363,7 @@ struct Reconnect: ParsableCommand {
             + "connect p50 \(connect.json["p50_ms"] ?? "-") / p99 \(connect.json["p99_ms"] ?? "-") ms, lost→back p50 \(backLat.json["p50_ms"] ?? "-") / p99 \(backLat.json["p99_ms"] ?? "-") ms; \(failText); "
             + "presence errors \(presenceErrors) (\(offlineFinal) shown offline though back, \(onlineAfterLeft) of \(leaving) online \(leaveLag == nil ? "\(fmt(leaveWait, 0)) s " : "")after leaving"
             + (leaveLag.map { ", all shown offline \(fmt($0, 1)) s after leaving" } ?? "")
-            + (mongoUri == nil ? "" : "; checked after A's instance record was " + (instanceGone.map { "gone, \(fmt($0, 0)) s after all were back" } ?? "still there"))
+            + (mongoUri == nil ? "" : "; checked after A's instance record was " + (instanceGone.map { "gone, \(fmt($0, 0)) s after the reconnect phase" } ?? "still there"))
             + "; \(shownOffline) shown offline for a while during the restart); "
             + opsText + serverOpsText + "; cpu \(CPUMeter.text(usage))"
         report.target = "10,000 clients back within 20 s of a restart, 0 presence errors, ≤ 0.2 database operations per connect"
@@ -378,7 +378,7 @@ struct Reconnect: ParsableCommand {
         if let lostWatcher { report.notes.append("the watcher's connection closed: \(lostWatcher)") }
         if dropped > 0 { report.notes.append("\(dropped) connections to B closed again during the storm") }
         if instancesLeft.count > 1 {
-            report.notes.append("instance A not gone \(fmt(instanceWait, 0)) s after all were back: " + instancesLeft.map { "\($0["connection_records"] ?? "?") records, heartbeat \($0["heartbeat_age_s"] ?? "?") s ago" }.joined(separator: "; "))
+            report.notes.append("instance A not gone \(fmt(instanceWait, 0)) s after the reconnect phase; instance records left (B's included): " + instancesLeft.map { "\($0["connection_records"] ?? "?") records, heartbeat \($0["heartbeat_age_s"] ?? "?") s ago" }.joined(separator: "; "))
         }
         if !lost.isEmpty { report.notes.append("gave up (no reconnect after): \(lost.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))") }
         report.emit(jsonOut: common.jsonOut)
@@ -388,7 +388,7 @@ struct Reconnect: ParsableCommand {
             sleepSeconds(0.2)
         } else {
             harness.closeAll(conns, timeout: 30)
-            harness.closeAll([watcher], timeout: 10)
+            watchHarness.closeAll([watcher], timeout: 10)
         }
         harness.shutdown()
         watchHarness.shutdown()
