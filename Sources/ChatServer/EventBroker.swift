@@ -56,29 +56,17 @@ final class EventBroker {
         let me = ServiceBound(self, loop: loop)
         let (loop, database, logger, instanceID) = (self.loop, self.database, self.logger, self.instanceID)
         return Feeds.Opener(feeds: feeds) {
-            let users = ChangeFeed(database: database, collection: UserStore.users, pipeline: [
-                ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
-            ], logger: logger) { change in
-                guard let doc = change["fullDocument"]?.documentValue, let id = doc["clerkId"]?.stringValue,
-                      let snapshot = PresenceStore.snapshot(doc) else { return }
-                let deleted = doc["deleted"]?.boolValue ?? false
+            let users = PresenceStore.userChanges(database: database, logger: logger) { snapshot, deleted in
                 loop.post {
                     let broker = me.value
                     broker.presence.observe(snapshot)
-                    if deleted { broker.registry.close(user: id, .userDeleted, "user deleted") }
+                    if deleted { broker.registry.close(user: snapshot.userID, .userDeleted, "user deleted") }
                 }
             }
-            let sessions = ChangeFeed(database: database, collection: PresenceStore.revokedSessions, pipeline: [
-                ["$match": ["operationType": .string("insert")]],
-            ], logger: logger) { change in
-                guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
+            let sessions = PresenceStore.endedSessions(database: database, logger: logger) { id in
                 loop.post { me.value.registry.close(clerkSession: id, .sessionEnded, "session ended") }
             }
-            // This instance's own records are filtered out by the server: it delivered them already.
-            let events = ChangeFeed(database: database, collection: ChatStore.events, pipeline: [
-                ["$match": ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(instanceID)]]],
-            ], logger: logger) { change in
-                guard let doc = change["fullDocument"]?.documentValue, let (_, fanouts) = ChatStore.fanouts(fromEvent: doc) else { return }
+            let events = ChatStore.outboxFeed(database: database, excludingOrigin: instanceID, logger: logger) { fanouts in
                 loop.post { fanouts.forEach(me.value.deliver) }
             }
             return [users, sessions, events]

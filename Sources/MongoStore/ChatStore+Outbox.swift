@@ -1,5 +1,6 @@
 import ChatDomain
 import Foundation
+import Logging
 
 /// The transactional outbox: `events` records written with each change, read by other instances'
 /// change streams. A record carries the encoded frames, so no instance encodes an event twice.
@@ -75,5 +76,16 @@ extension ChatStore {
     static func announce(_ conversation: Conversation, to audience: [String]? = nil, origin: String, now: Date,
                          on c: MongoConnection) throws -> Fanout {
         try record(Fanout(.conversation(conversation), recipients: audience ?? conversation.members), origin: origin, now: now, on: c)
+    }
+
+    /// Other instances' outbox records, as fan-outs (the pipeline drops `origin`'s own: it delivered them).
+    public static func outboxFeed(database: Database, excludingOrigin origin: String, logger: Logger,
+                                  _ handler: @escaping @Sendable ([Fanout]) -> Void) -> ChangeFeed {
+        ChangeFeed(database: database, collection: events, pipeline: [
+            ["$match": ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(origin)]]],
+        ], logger: logger) { change in
+            guard let doc = change["fullDocument"]?.documentValue, let (_, fanouts) = fanouts(fromEvent: doc) else { return }
+            handler(fanouts)
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ChatDomain
 import Foundation
+import Logging
 
 /// Presence in MongoDB: a `connections` record per open socket (carrying its instance), an
 /// `instances` record per live server with a heartbeat, and `isOnline` / `lastSeen` on the user,
@@ -173,5 +174,28 @@ public enum PresenceStore {
         guard let id = doc["clerkId"]?.stringValue else { return nil }
         return PresenceSnapshot(userID: id, isOnline: doc["isOnline"]?.boolValue ?? false, lastSeen: doc["lastSeen"]?.dateValue,
                                 version: doc[presenceVersion]?.int64Value)
+    }
+
+    // MARK: change streams
+
+    /// Presence changes (and deletions) of users written by any instance or webhook.
+    public static func userChanges(database: Database, logger: Logger,
+                                   _ handler: @escaping @Sendable (PresenceSnapshot, _ deleted: Bool) -> Void) -> ChangeFeed {
+        ChangeFeed(database: database, collection: UserStore.users, pipeline: [
+            ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
+        ], logger: logger) { change in
+            guard let doc = change["fullDocument"]?.documentValue, let snapshot = snapshot(doc) else { return }
+            handler(snapshot, doc["deleted"]?.boolValue ?? false)
+        }
+    }
+
+    /// Clerk sessions ended (their id), as webhooks record them on any instance.
+    public static func endedSessions(database: Database, logger: Logger, _ handler: @escaping @Sendable (String) -> Void) -> ChangeFeed {
+        ChangeFeed(database: database, collection: revokedSessions, pipeline: [
+            ["$match": ["operationType": .string("insert")]],
+        ], logger: logger) { change in
+            guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
+            handler(id)
+        }
     }
 }
