@@ -1,5 +1,6 @@
 """Chat end to end over real sockets, on one and on two server instances sharing the database."""
 import asyncio
+import datetime
 import uuid
 
 import pytest
@@ -366,3 +367,95 @@ def test_deleted_sender_is_marked_in_history(servers):
         assert history["messages"][0]["senderDeleted"] is True and history["messages"][0]["text"] == "bye"
         await b.close()
     asyncio.run(run())
+
+
+def test_a_conversation_stored_before_heads_goes_on_without_a_gap_from_two_instances(servers):
+    """A message writes the conversation's head (`conversation_heads`: lastSeq, lastMessage, activity),
+    not the conversation document. A conversation an earlier version stored keeps its counter and
+    preview on the conversation document and has no head: its next messages continue that counter,
+    from both instances at once, exactly once each, and every reader (list, sync, read, edits of the
+    last message) sees the head from then on."""
+    a_srv, b_srv = servers
+    senders = [uid(f"s{i}") for i in range(4)]
+
+    async def run():
+        clients = [await client(a_srv if i % 2 == 0 else b_srv, s) for i, s in enumerate(senders)]
+        cid = (await clients[0].request("conversation.create", name="legacy", members=senders[1:]))["conversation"]["conversationId"]
+        # What the previous version left: three messages, their counter and preview on the conversation.
+        db = a_srv.db
+        old = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        db.messages.insert_many([{"_id": f"m_legacy{n}", "conversationId": cid, "seq": n, "senderId": senders[0],
+                                  "clientId": f"legacy-{n}", "text": f"old {n}", "createdAt": old, "deleted": False}
+                                 for n in (1, 2, 3)])
+        db.conversations.update_one({"_id": cid}, {"$set": {"lastSeq": 3, "updatedAt": old, "lastMessage": {
+            "messageId": "m_legacy3", "seq": 3, "senderId": senders[0], "text": "old 3", "deleted": False, "createdAt": old}}})
+        assert db.conversation_heads.count_documents({"_id": cid}) == 0
+        # Its preview follows an edit while it has no head.
+        await clients[0].request("message.edit", conversationId=cid, messageId="m_legacy3", text="old 3, edited")
+        listed = (await clients[1].request("conversations.list", limit=10))["conversations"][0]
+        assert listed["lastSeq"] == 3 and listed["lastMessage"]["text"] == "old 3, edited"
+
+        # Both instances at once, each sender several messages and one resend of the same clientId.
+        async def hammer(c, n):
+            acks = await asyncio.gather(*[c.request("message.send", conversationId=cid, clientId=f"{n}-{k}", text=f"{n}/{k}")
+                                          for k in range(10)])
+            again = await c.request("message.send", conversationId=cid, clientId=f"{n}-0", text="resent")
+            assert again == acks[0]
+            return acks
+        acks = [a for batch in await asyncio.gather(*[hammer(c, i) for i, c in enumerate(clients)]) for a in batch]
+        assert sorted(a["seq"] for a in acks) == list(range(4, 44))
+        stored = [m["seq"] for m in db.messages.find({"conversationId": cid}).sort("seq", 1)]
+        assert stored == list(range(1, 44)), "no gap, no duplicate"
+        last = max(acks, key=lambda a: a["seq"])
+        head = db.conversation_heads.find_one({"_id": cid})
+        assert head["lastSeq"] == 43 and head["lastMessage"]["messageId"] == last["messageId"]
+        assert db.conversations.find_one({"_id": cid})["lastSeq"] == 3, "the conversation document is not written by messages"
+
+        reader = clients[3]
+        listed = (await reader.request("conversations.list", limit=10))["conversations"][0]
+        assert listed["lastSeq"] == 43 and listed["lastMessage"]["messageId"] == last["messageId"]
+        assert listed["updatedAt"] > "2026-01-02"
+        synced = (await reader.request("sync", positions={cid: 40}, limit=10))["conversations"]
+        assert [m["seq"] for m in synced[0]["messages"]] == [41, 42, 43] and synced[0]["conversation"]["lastSeq"] == 43
+        assert (await reader.request("sync", positions={cid: 43}))["conversations"] == []
+        assert (await reader.request("read", conversationId=cid, seq=999))["seq"] == 43   # capped at the head's lastSeq
+        # Deleting the last message updates the head's preview.
+        sender = clients[int(last["clientId"].split("-")[0])]
+        await sender.request("message.delete", conversationId=cid, messageId=last["messageId"])
+        listed = (await reader.request("conversations.list", limit=10))["conversations"][0]
+        assert listed["lastMessage"]["deleted"] is True and listed["lastMessage"]["text"] is None
+        for c in clients:
+            await c.close()
+    asyncio.run(run())
+
+
+def test_a_batch_into_many_conversations_is_one_events_record_and_reaches_the_other_instance(servers):
+    """A message batch writes one `events` record for all its conversations (each entry with its own
+    recipients, frames and seqs); the other instance delivers every message of it to the right
+    members, once each."""
+    a_srv, b_srv = servers
+    pairs = 6
+    senders, receivers = [uid(f"s{i}") for i in range(pairs)], [uid(f"r{i}") for i in range(pairs)]
+
+    async def run():
+        on_b = [await client(b_srv, r) for r in receivers]
+        on_a = [await client(a_srv, s) for s in senders]
+        cids = [(await c.request("conversation.direct", userId=r))["conversation"]["conversationId"] for c, r in zip(on_a, receivers)]
+        for rounds in range(3):
+            acks = await asyncio.gather(*[c.request("message.send", conversationId=cid, clientId=f"k{rounds}", text=f"{cid} {rounds}")
+                                          for c, cid in zip(on_a, cids)])
+            assert [a["seq"] for a in acks] == [rounds + 1] * pairs
+        for r, cid in zip(on_b, cids):
+            got = await r.messages(3)
+            assert [(m["conversationId"], m["seq"], m["text"]) for m in got] == [(cid, n + 1, f"{cid} {n}") for n in range(3)]
+            with pytest.raises(asyncio.TimeoutError):
+                await r.event("message", timeout=0.5)   # each once, and nobody else's
+        for c in on_a + on_b:
+            await c.close()
+    asyncio.run(run())
+    records = list(a_srv.db.events.find({"conversations": {"$exists": True}}))
+    batches = a_srv.metrics()[("chat_message_batches_total", ())]
+    assert len(records) == batches, "one record per committed batch"
+    entries = [e for r in records for e in r["conversations"]]
+    assert sum(len(e["frames"]) for e in entries) == 3 * pairs
+    assert all(e["recipients"] == sorted(e["recipients"]) and len(e["recipients"]) == 2 for e in entries)

@@ -157,11 +157,14 @@ def test_internal_stores_nothing_so_one_resend_with_the_same_client_id_is_safe(l
     async def run():
         ada, bob = [await Peer.connect(live, keys.token(u)) for u in (ADA, BOB)]
         dm = (await ada.call("conversation.direct", userId=BOB))["conversation"]["conversationId"]
-        # A server-side fault: a counter that is not a number makes the database refuse the write.
-        live.db.conversations.update_one({"_id": dm}, {"$set": {"lastSeq": "broken"}})
+        # A server-side fault: a validator that refuses every head (the sequence counter) makes the
+        # database refuse the batch's write.
+        if "conversation_heads" not in live.db.list_collection_names():
+            live.db.create_collection("conversation_heads")
+        live.db.command("collMod", "conversation_heads", validator={"refuse": {"$exists": True}}, validationAction="error")
         assert await ada.refused("message.send", conversationId=dm, clientId="k1", text="hello") == "internal"
         assert live.db.messages.count_documents({"conversationId": dm}) == 0
-        live.db.conversations.update_one({"_id": dm}, {"$set": {"lastSeq": 0}})
+        live.db.command("collMod", "conversation_heads", validator={})
         first = await ada.call("message.send", conversationId=dm, clientId="k1", text="hello")
         again = await ada.call("message.send", conversationId=dm, clientId="k1", text="hello")
         assert first == again and first["seq"] == 1

@@ -138,7 +138,7 @@ def test_kill_9_with_a_batch_in_flight_blocks_sends_briefly_and_resends_are_stor
             stored = list(b.db.messages.find({"conversationId": cid}).sort("seq", 1))
             assert [m["seq"] for m in stored] == [1, 2], "no gap, no duplicate sequence number"
             assert [m["clientId"] for m in stored] == ["first", "crash"] and ack["seq"] == 2
-            assert b.db.conversations.find_one({"_id": cid})["lastSeq"] == 2
+            assert b.db.conversation_heads.find_one({"_id": cid})["lastSeq"] == 2
     finally:
         admin.command({"configureFailPoint": "failCommand", "mode": "off"})
         admin.client.close()

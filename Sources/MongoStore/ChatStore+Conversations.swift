@@ -84,16 +84,12 @@ extension ChatStore {
     /// A page of the user's conversations, latest activity first (ties by id, so pages neither skip
     /// nor repeat), each with its last message and unread count.
     public static func list(_ me: String, limit: Int, before: ConversationCursor? = nil, on c: MongoConnection) throws -> ListPage {
-        var filter: BSONDocument = ["members": .string(me)]
+        var order = try activity(of: me, on: c)
         if let before {
-            let older: BSONDocument = ["updatedAt": ["$lt": .date(before.updatedAt)]]
-            let tiedAndLower: BSONDocument = ["updatedAt": .date(before.updatedAt), "_id": ["$lt": .string(before.conversationID)]]
-            filter["$or"] = .array([.document(older), .document(tiedAndLower)])
+            order = order.filter { $0.at < before.updatedAt || ($0.at == before.updatedAt && bytewise($0.id, before: before.conversationID)) }
         }
-        var docs = try c.collection(conversations).find(filter, sort: ["updatedAt": .int32(-1), "_id": .int32(-1)], limit: limit + 1,
-                                                        hint: ["members": .int32(1)])
-        let more = docs.count > limit
-        if more { docs.removeLast(docs.count - limit) }
+        let more = order.count > limit
+        let docs = try documents(order.prefix(limit).map(\.id), on: c)
         let readDocs = try c.collection(reads).find(["conversationId": ["$in": .array(docs.compactMap { $0["_id"] })]])
         var positions: [String: [String: Int64]] = [:]
         for d in readDocs {
@@ -118,7 +114,7 @@ extension ChatStore {
 
 
     static func load(_ id: String, on c: MongoConnection) throws -> Conversation? {
-        try c.collection(conversations).findOne(["_id": .string(id)]).flatMap(decode)
+        try withHeads(c.collection(conversations).find(["_id": .string(id)], limit: 1), on: c).first.flatMap(decode)
     }
 
     /// A conversation this transaction just wrote; a document that does not decode (written by
@@ -128,18 +124,75 @@ extension ChatStore {
         return conversation
     }
 
-    /// The conversation, when `me` is a member; else not found (unknown) or forbidden.
-    static func member(_ me: String, of id: String, on c: MongoConnection) throws -> Conversation {
-        try memberDocument(me, of: id, on: c).conversation
+    /// The conversation, when `me` is a member; else not found (unknown) or forbidden. `withHead`:
+    /// with its `lastSeq` and latest `updatedAt` (one more read; membership checks do without).
+    static func member(_ me: String, of id: String, withHead: Bool = false, on c: MongoConnection) throws -> Conversation {
+        try memberDocument(me, of: id, withHead: withHead, on: c).conversation
     }
 
     /// The conversation and its stored document (for fields the domain type leaves out, such as
-    /// `lastMessage`), once `me` is known to be a member.
-    static func memberDocument(_ me: String, of id: String, on c: MongoConnection) throws -> (conversation: Conversation, document: BSONDocument) {
-        guard let doc = try c.collection(conversations).findOne(["_id": .string(id)]), let conversation = decode(doc) else {
-            throw ChatError.notFound("no conversation \(id)")
+    /// `lastMessage`), once `me` is known to be a member; `hasHead`: the head's fields are in it.
+    static func memberDocument(_ me: String, of id: String, withHead: Bool, on c: MongoConnection)
+        throws -> (conversation: Conversation, document: BSONDocument, hasHead: Bool) {
+        guard var doc = try c.collection(conversations).findOne(["_id": .string(id)]) else { throw ChatError.notFound("no conversation \(id)") }
+        var hasHead = false
+        if withHead, let head = try c.collection(heads).findOne(["_id": .string(id)]) {
+            doc = merged(doc, head: head)
+            hasHead = true
         }
+        guard let conversation = decode(doc) else { throw ChatError.notFound("no conversation \(id)") }
         guard conversation.members.contains(me) else { throw ChatError.forbidden("not a member of \(id)") }
-        return (conversation, doc)
+        return (conversation, doc, hasHead)
+    }
+
+    // MARK: heads
+
+    /// The user's conversations by latest activity (ties: id descending), from the conversations'
+    /// `updatedAt` (creation, group changes) and their heads' (messages). No index serves this
+    /// order; the `members` lookup reads all of a user's conversations either way.
+    static func activity(of me: String, on c: MongoConnection) throws -> [(id: String, at: Date)] {
+        let own = try c.collection(conversations).find(["members": .string(me)], projection: ["updatedAt": .int32(1)],
+                                                       hint: ["members": .int32(1)])
+        var at: [String: Date] = [:]
+        for doc in own { if let id = doc["_id"]?.stringValue { at[id] = doc["updatedAt"]?.dateValue ?? Date(timeIntervalSince1970: 0) } }
+        guard !at.isEmpty else { return [] }
+        for head in try c.collection(heads).find(["_id": ["$in": .array(at.keys.sorted().map { .string($0) })]], projection: ["updatedAt": .int32(1)]) {
+            if let id = head["_id"]?.stringValue, let t = head["updatedAt"]?.dateValue, let known = at[id], t > known { at[id] = t }
+        }
+        return at.map { (id: $0.key, at: $0.value) }.sorted { $0.at != $1.at ? $0.at > $1.at : bytewise($1.id, before: $0.id) }
+    }
+
+    /// Byte order, as the database sorted ids (Swift's String order is by Unicode canonical equivalence).
+    static func bytewise(_ a: String, before b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+
+    /// Conversation documents with their heads' fields, in the order of `ids`.
+    static func documents(_ ids: [String], on c: MongoConnection) throws -> [BSONDocument] {
+        guard !ids.isEmpty else { return [] }
+        var byID: [String: BSONDocument] = [:]
+        for doc in try withHeads(c.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]), on: c) {
+            if let id = doc["_id"]?.stringValue { byID[id] = doc }
+        }
+        return ids.compactMap { byID[$0] }
+    }
+
+    /// The conversation documents with their heads' fields merged in (a conversation without
+    /// messages has no head; one stored before heads existed keeps its own fields until its next message).
+    static func withHeads(_ docs: [BSONDocument], on c: MongoConnection) throws -> [BSONDocument] {
+        let ids = docs.compactMap { $0["_id"] }
+        guard !ids.isEmpty else { return docs }
+        var byID: [String: BSONDocument] = [:]
+        for head in try c.collection(heads).find(["_id": ["$in": .array(ids)]]) {
+            if let id = head["_id"]?.stringValue { byID[id] = head }
+        }
+        return docs.map { doc in doc["_id"]?.stringValue.flatMap { byID[$0] }.map { merged(doc, head: $0) } ?? doc }
+    }
+
+    /// `lastSeq` and `lastMessage` from the head, and the later of the two `updatedAt`s.
+    static func merged(_ doc: BSONDocument, head: BSONDocument) -> BSONDocument {
+        var out = doc
+        if let seq = head["lastSeq"] { out["lastSeq"] = seq }
+        if let last = head["lastMessage"] { out["lastMessage"] = last }
+        if let at = head["updatedAt"]?.dateValue, at > (doc["updatedAt"]?.dateValue ?? .distantPast) { out["updatedAt"] = .date(at) }
+        return out
     }
 }

@@ -24,10 +24,11 @@ extension ChatStore {
         case retryLater(String)
     }
 
-    /// Stores many senders' messages in one transaction of four round trips, whatever the number of
-    /// conversations: one read of the conversations, one bulk of sequence-counter updates, one insert
-    /// of the messages, one of their events (one per conversation). The sequence is gap-free because
-    /// counters and messages commit together.
+    /// Stores many senders' messages in one transaction of five round trips, whatever the number of
+    /// conversations: one read of the conversations, one of their heads, one bulk of head updates
+    /// (the sequence counters), one insert of the messages, one of their `events` record (one for
+    /// the batch, unless it is very large). The sequence is gap-free because counters and messages
+    /// commit together.
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
@@ -42,7 +43,7 @@ extension ChatStore {
             var results = [SendResult?](repeating: nil, count: sends.count)
             let ids = Set(sends.map(\.conversationID)).sorted()
             var conversationsByID: [String: Conversation] = [:]
-            for doc in try tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
+            for doc in try withHeads(tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]), on: tx) {
                 if let conv = decode(doc) { conversationsByID[conv.id] = conv }
             }
             var known: [String: ChatMessage] = [:]
@@ -84,32 +85,30 @@ extension ChatStore {
             }
             guard !fresh.isEmpty else { return (results.map { $0 ?? .failed(.invalid("not processed")) }, []) }
 
+            // The head is set, not incremented: a conversation stored before heads existed goes on
+            // from the conversation's own lastSeq. A concurrent writer conflicts on the head (or on
+            // inserting it: duplicate _id), and the unique (conversation, seq) index refuses its seqs.
             let counters: [(filter: BSONDocument, update: BSONDocument)] = fresh.keys.sorted().map { id in
-                let list = fresh[id]!, last = list.last!
+                let last = fresh[id]!.last!
                 return (["_id": .string(id)],
-                        ["$inc": ["lastSeq": .int64(Int64(list.count))], "$set": [
-                            "updatedAt": .date(now),
+                        ["$set": [
+                            "lastSeq": .int64(last.seq), "updatedAt": .date(now),
                             "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
                                             "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
                                             "createdAt": .date(now)],
                         ]])
             }
-            // A conversation deleted meanwhile: retry the batch (it then fails those sends).
-            guard try tx.collection(conversations).bulkUpdateOne(counters) == Int64(counters.count) else {
+            guard try tx.collection(heads).bulkUpdateOne(counters, upsert: true) == Int64(counters.count) else {
                 throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
             }
             // Another writer took these sequence numbers first: the unique index refuses them and the
             // whole transaction, counters included, is retried.
             try tx.collection(messages).insertMany(fresh.keys.sorted().flatMap { fresh[$0]!.map(document) })
-            var fanouts: [Fanout] = []
-            var eventDocs: [BSONDocument] = []
-            for id in fresh.keys.sorted() {
-                let members = conversationsByID[id]!.members
-                let batch = fresh[id]!.map { Fanout(.message($0), recipients: members) }
-                fanouts += batch
-                eventDocs.append(eventDocument(batch, origin: origin, now: now))
+            let batches = fresh.keys.sorted().map { id in
+                fresh[id]!.map { Fanout(.message($0), recipients: conversationsByID[id]!.members) }
             }
-            try tx.collection(events).insertMany(eventDocs)   // one record per conversation
+            try tx.collection(events).insertMany(batchEventDocuments(batches, origin: origin, now: now))
+            let fanouts = batches.flatMap { $0 }
             return (results.map { $0 ?? .failed(.invalid("not processed")) }, fanouts)
         }
     }
@@ -120,7 +119,8 @@ extension ChatStore {
     public static func change(_ me: String, conversationID: String, messageID: String, _ change: MessageChange,
                               origin: String, now: Date, on c: MongoConnection) throws -> (ChatMessage, Fanout) {
         try c.withTransaction { tx in
-            let (conversation, stored) = try memberDocument(me, of: conversationID, on: tx)
+            let (conversation, stored, hasHead) = try memberDocument(me, of: conversationID, withHead: true, on: tx)
+            let previews = hasHead ? heads : conversations   // where this conversation's lastMessage lives
             guard let doc = try tx.collection(messages).findOne(["_id": .string(messageID)]),
                   doc["conversationId"]?.stringValue == conversationID,
                   var m = message(doc) else { throw ChatError.notFound("no message \(messageID)") }
@@ -133,8 +133,8 @@ extension ChatStore {
             case .edit(let text):
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .string(text), "editedAt": .date(now)]])
                 if isLast {
-                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
-                                                               ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
+                    try tx.collection(previews).updateOne(["_id": .string(conversationID)],
+                                                          ["$set": ["lastMessage.text": .string(String(text.prefix(200)))]])
                 }
                 m.text = text
                 m.editedAt = now
@@ -143,8 +143,8 @@ extension ChatStore {
                 try tx.collection(messages).updateOne(["_id": .string(messageID)], ["$set": ["text": .null, "deleted": .bool(true), "deletedAt": .date(now)]])
                 // The list preview must not keep showing deleted text.
                 if isLast {
-                    try tx.collection(conversations).updateOne(["_id": .string(conversationID)],
-                                                               ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
+                    try tx.collection(previews).updateOne(["_id": .string(conversationID)],
+                                                          ["$set": ["lastMessage.text": .null, "lastMessage.deleted": .bool(true)]])
                 }
                 m.text = nil
                 m.deleted = true
@@ -193,7 +193,7 @@ extension ChatStore {
     /// least one message).
     public static func sync(_ me: String, positions: [String: Int64], limit: Int, maxBytes: Int = PageBudget.maxPageBytes,
                             on c: MongoConnection) throws -> SyncPage {
-        let docs = try c.collection(conversations).find(["members": .string(me)], sort: ["updatedAt": .int32(-1)], limit: 500)
+        let docs = try documents(activity(of: me, on: c).prefix(500).map(\.id), on: c)
         var out: [SyncResult] = []
         var budget = PageBudget(bytes: maxBytes)
         var full = false

@@ -6,7 +6,7 @@ extension ChatStore {
     /// Stores "read up to seq" (never backwards) and tells the other members.
     public static func markRead(_ me: String, conversationID: String, seq: Int64, origin: String, now: Date, on c: MongoConnection) throws -> (Int64, Fanout) {
         try c.withTransaction { tx in
-            let conversation = try member(me, of: conversationID, on: tx)
+            let conversation = try member(me, of: conversationID, withHead: true, on: tx)
             let capped = min(seq, conversation.lastSeq)
             try tx.collection(reads).updateOne(["_id": .string(conversationID + "|" + me)], [
                 "$max": ["seq": .int64(capped)],

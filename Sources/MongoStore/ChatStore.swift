@@ -10,6 +10,10 @@ public enum ChatStore {
     public static let messages = "messages"
     public static let reads = "reads"
     public static let events = "events"
+    /// Per conversation with messages: its `lastSeq`, `lastMessage` and the time of the last message.
+    /// Apart from the conversation, so that a message does not rewrite the conversation document and
+    /// its `members` index keys (one per member: 2/3 of a batch's database time in a group of 200).
+    public static let heads = "conversation_heads"
     /// Events are a fan-out transport, not history: gone after a minute.
     static let eventRetention: TimeInterval = 60
     /// The (conversationId, seq) index, named for reads whose other fields would otherwise keep the

@@ -84,8 +84,8 @@ public final class MongoCollection {
                             upserted: r["upsertedId"] != nil)
     }
 
-    /// Several single-document updates in one round trip (unordered). Returns the matched count.
-    /// `upsert`: each inserts its document when its filter matches none (one bulk write either way).
+    /// Several single-document updates in one round trip (unordered). Returns the matched count
+    /// (with `upsert`, matched plus inserted).
     @discardableResult
     public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
@@ -94,15 +94,20 @@ public final class MongoCollection {
         var error = bson_error_t()
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
-        let itemOptions: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
         for (filter, update) in updates {
             let added = filter.withBSON { f in
-                update.withBSON { u in itemOptions.withBSON { o in mongoc_bulk_operation_update_one_with_opts(bulk, f, u, o, &error) } }
+                update.withBSON { u in
+                    // Per-operation options: no session here (the bulk's own options carry it).
+                    (upsert ? ["upsert": .bool(true)] : [:] as BSONDocument).withBSON { opts in
+                        mongoc_bulk_operation_update_one_with_opts(bulk, f, u, opts, &error)
+                    }
+                }
             }
             if !added { throw DatabaseError(error) }
         }
         if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
-        return BSONDocument(bson: reply)["nMatched"]?.int64Value ?? 0
+        let r = BSONDocument(bson: reply)
+        return (r["nMatched"]?.int64Value ?? 0) + (r["nUpserted"]?.int64Value ?? 0)
     }
 
     /// Updates of one document or of every match, in one round trip (unordered). Returns the matched count.

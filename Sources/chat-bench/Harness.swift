@@ -65,6 +65,11 @@ final class Conn: WebSocketClientDelegate {
     /// Churn: close right after sending auth, before the welcome.
     var closeAfterAuth = false
     var inRamp = false
+    /// Reconnect: where the next attempt goes (default: the harness's URL), failed attempts since the
+    /// last welcome (the backoff exponent), and when the connection it replaces was lost.
+    var url: URL?
+    var attempts = 0
+    var lostNs: UInt64 = 0
 
     init(index: Int, userID: String, token: String, harness: Harness) {
         self.index = index
@@ -161,7 +166,7 @@ final class Harness {
     func start(_ c: Conn) {
         c.state = .connecting
         c.startedNs = monoNow()
-        loop.connect(url, delegate: c)
+        loop.connect(c.url ?? url, delegate: c)
     }
 
     struct RampResult {

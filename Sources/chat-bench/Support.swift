@@ -51,6 +51,13 @@ enum Proc {
         return (total - idle, total)
     }
 
+    /// False once the process has exited (gone, or a zombie its parent has not reaped yet).
+    static func alive(_ pid: Int32) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return false }
+        return text[text.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
     /// utime + stime in clock ticks.
     static func cpuTicks(_ pid: Int32) -> UInt64? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -272,6 +279,27 @@ struct ScenarioReport {
         default: return value
         }
     }
+}
+
+/// Runs a Python script (with pymongo) and decodes the JSON object it prints; nil (and a line on the
+/// console) when it fails.
+func runPython(_ python: String, _ script: String, _ arguments: [String]) -> [String: Any]? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: python)
+    process.arguments = ["-c", script] + arguments
+    let out = Pipe()
+    process.standardOutput = out
+    do { try process.run() } catch {
+        Console.print("python not run: \(error)")
+        return nil
+    }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0, let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        Console.print("python script failed (status \(process.terminationStatus))")
+        return nil
+    }
+    return object
 }
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }

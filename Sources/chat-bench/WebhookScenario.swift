@@ -201,7 +201,13 @@ final class HTTPConnection {
 
     /// POSTs and returns the status and body. A kept-alive connection the server closed is reopened once.
     func post(path: String, headers: [(String, String)], body: [UInt8]) throws -> (Int, [UInt8]) {
-        var head = "POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Length: \(body.count)\r\n"
+        try request("POST", path: path, headers: headers, body: body)
+    }
+
+    func get(path: String) throws -> (Int, [UInt8]) { try request("GET", path: path, headers: [], body: []) }
+
+    private func request(_ method: String, path: String, headers: [(String, String)], body: [UInt8]) throws -> (Int, [UInt8]) {
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Length: \(body.count)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "\r\n"
         let request = Array(head.utf8) + body

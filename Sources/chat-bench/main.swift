@@ -9,7 +9,7 @@ struct ChatBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat-bench",
         abstract: "Load scenarios against a running chat-server (see scripts/bench.sh).",
-        subcommands: [Keys.self, Idle.self, Fanout.self, DirectMessages.self, Churn.self, Webhook.self])
+        subcommands: [Keys.self, Idle.self, Fanout.self, DirectMessages.self, Churn.self, Webhook.self, Reconnect.self])
 }
 
 raiseFileLimit()
