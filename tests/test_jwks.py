@@ -21,15 +21,15 @@ def jwk(issuer, kid):
     return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)}
 
 
-def test_jwks_keys_are_fetched_and_refetched_on_rotation(mongo_uri):
-    first, second = Issuer(), Issuer()
-    served = {"keys": [jwk(first, "ins_key_1")]}
-    hits = []
-
+def serve_jwks(served, hits, slow_after_first=0.0):
+    """A JWKS endpoint serving `served` (changed by the test), recording each fetch in `hits`; fetches
+    after the first take `slow_after_first` seconds. Returns the HTTP server (shut it down)."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             hits.append(self.path)
             body = json.dumps(served).encode()
+            if len(hits) > 1 and slow_after_first:
+                threading.Event().wait(slow_after_first)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -41,27 +41,44 @@ def test_jwks_keys_are_fetched_and_refetched_on_rotation(mongo_uri):
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    server = Server(mongo_uri, env={"CLERK_JWKS_URL": f"http://127.0.0.1:{httpd.server_port}/.well-known/jwks.json"})
-    try:
-        async def auth(token):
-            async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
-                await ws.send(json.dumps({"type": "auth", "token": token}))
-                return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return httpd
 
-        assert asyncio.run(auth(first.token("user_jwks", headers={"kid": "ins_key_1"})))["type"] == "welcome"
+
+def jwks_server(mongo_uri, httpd):
+    return Server(mongo_uri, env={"CLERK_JWKS_URL": f"http://127.0.0.1:{httpd.server_port}/.well-known/jwks.json"})
+
+
+async def auth(port, token, timeout):
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def test_jwks_keys_are_fetched_and_refetched_on_rotation(mongo_uri):
+    first, second = Issuer(), Issuer()
+    served = {"keys": [jwk(first, "ins_key_1")]}
+    hits = []
+
+    httpd = serve_jwks(served, hits)
+    server = jwks_server(mongo_uri, httpd)
+    try:
+        def connect(token):
+            return auth(server.port, token, 10)
+
+        assert asyncio.run(connect(first.token("user_jwks", headers={"kid": "ins_key_1"})))["type"] == "welcome"
         fetches = len(hits)
         assert fetches >= 1
         # Cached: a second connection does not fetch again.
-        assert asyncio.run(auth(first.token("user_jwks", headers={"kid": "ins_key_1"})))["type"] == "welcome"
+        assert asyncio.run(connect(first.token("user_jwks", headers={"kid": "ins_key_1"})))["type"] == "welcome"
         assert len(hits) == fetches
         # Rotation: the new kid is unknown, the JWKS is fetched again, the token verifies.
         served["keys"] = [jwk(first, "ins_key_1"), jwk(second, "ins_key_2")]
-        assert asyncio.run(auth(second.token("user_jwks", headers={"kid": "ins_key_2"})))["type"] == "welcome"
+        assert asyncio.run(connect(second.token("user_jwks", headers={"kid": "ins_key_2"})))["type"] == "welcome"
         assert len(hits) == fetches + 1
         # A kid nobody serves is refused without hammering the JWKS endpoint.
         stranger = Issuer()
         for _ in range(3):
-            frame = asyncio.run(auth(stranger.token("user_jwks", headers={"kid": "ins_key_9"})))
+            frame = asyncio.run(connect(stranger.token("user_jwks", headers={"kid": "ins_key_9"})))
             assert frame["type"] == "error" and frame["code"] == "token_invalid"
         assert len(hits) <= fetches + 2
     finally:
@@ -76,36 +93,18 @@ def test_a_reconnect_storm_waiting_for_new_keys_shares_one_fetch(mongo_uri):
     served = {"keys": [jwk(first, "ins_key_1")]}
     hits = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            body = json.dumps(served).encode()
-            if len(hits) > 1:
-                threading.Event().wait(1.0)   # slow enough that every connection arrives while it runs
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    server = Server(mongo_uri, env={"CLERK_JWKS_URL": f"http://127.0.0.1:{httpd.server_port}/.well-known/jwks.json"})
+    httpd = serve_jwks(served, hits, slow_after_first=1.0)   # slow enough that every connection arrives while it runs
+    server = jwks_server(mongo_uri, httpd)
     try:
-        async def auth(token):
-            async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
-                await ws.send(json.dumps({"type": "auth", "token": token}))
-                return json.loads(await asyncio.wait_for(ws.recv(), 20))
+        def connect(token):
+            return auth(server.port, token, 20)
 
-        assert asyncio.run(auth(first.token("user_jwks_0", headers={"kid": "ins_key_1"})))["type"] == "welcome"
+        assert asyncio.run(connect(first.token("user_jwks_0", headers={"kid": "ins_key_1"})))["type"] == "welcome"
         fetches = len(hits)
         served["keys"] = [jwk(first, "ins_key_1"), jwk(second, "ins_key_2")]
 
         async def storm():
-            return await asyncio.gather(*(auth(second.token(f"user_jwks_{n}", headers={"kid": "ins_key_2"}))
+            return await asyncio.gather(*(connect(second.token(f"user_jwks_{n}", headers={"kid": "ins_key_2"}))
                                           for n in range(50)))
         frames = asyncio.run(storm())
         assert [f["type"] for f in frames] == ["welcome"] * 50

@@ -88,18 +88,27 @@ public final class MongoCollection {
     /// (with `upsert`, matched plus inserted).
     @discardableResult
     public func bulkUpdateOne(_ updates: [(filter: BSONDocument, update: BSONDocument)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
+        try bulkUpdate(updates.map { ($0.filter, $0.update, false) }, upsert: upsert)
+    }
+
+    /// Updates of one document or of every match, in one round trip (unordered). Returns the matched
+    /// count (with `upsert`, matched plus inserted).
+    @discardableResult
+    public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
         let reply = chat_bson_reply_new()!
         defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
-        for (filter, update) in updates {
+        // Per-operation options: no session here (the bulk's own options carry it).
+        let options: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
+        for (filter, update, many) in updates {
             let added = filter.withBSON { f in
                 update.withBSON { u in
-                    // Per-operation options: no session here (the bulk's own options carry it).
-                    (upsert ? ["upsert": .bool(true)] : [:] as BSONDocument).withBSON { opts in
-                        mongoc_bulk_operation_update_one_with_opts(bulk, f, u, opts, &error)
+                    options.withBSON { opts in
+                        many ? mongoc_bulk_operation_update_many_with_opts(bulk, f, u, opts, &error)
+                             : mongoc_bulk_operation_update_one_with_opts(bulk, f, u, opts, &error)
                     }
                 }
             }
@@ -108,28 +117,6 @@ public final class MongoCollection {
         if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
         let r = BSONDocument(bson: reply)
         return (r["nMatched"]?.int64Value ?? 0) + (r["nUpserted"]?.int64Value ?? 0)
-    }
-
-    /// Updates of one document or of every match, in one round trip (unordered). Returns the matched count.
-    @discardableResult
-    public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)]) throws(DatabaseError) -> Int64 {
-        guard !updates.isEmpty else { return 0 }
-        let reply = chat_bson_reply_new()!
-        defer { chat_bson_reply_free(reply) }
-        var error = bson_error_t()
-        let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
-        defer { mongoc_bulk_operation_destroy(bulk) }
-        for (filter, update, many) in updates {
-            let added = filter.withBSON { f in
-                update.withBSON { u in
-                    many ? mongoc_bulk_operation_update_many_with_opts(bulk, f, u, nil, &error)
-                         : mongoc_bulk_operation_update_one_with_opts(bulk, f, u, nil, &error)
-                }
-            }
-            if !added { throw DatabaseError(error) }
-        }
-        if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
-        return BSONDocument(bson: reply)["nMatched"]?.int64Value ?? 0
     }
 
     @discardableResult
