@@ -30,6 +30,9 @@ final class PresenceService {
     /// Disconnects that could not be written (database away): retried with each heartbeat, so the
     /// user does not stay online once the database is back.
     private var failedDisconnects: [PresenceStore.DisconnectRequest] = []
+    /// One heartbeat at a time: while the database is away each waits out server selection (5 s), and
+    /// one per second would pile up on the workers, to be replayed when it returns.
+    private var heartbeatInFlight = false
     private var nextHeartbeat = Date.distantPast
     /// Set once a heartbeat has written this instance's record: a later re-creation means it was swept.
     private var instanceRecorded = false
@@ -101,7 +104,7 @@ final class PresenceService {
 
     /// Called every tick: the heartbeat when due, then the coalesced updates.
     func tick(now: Date, draining: Bool) {
-        if now >= nextHeartbeat && !draining {
+        if now >= nextHeartbeat && !draining && !heartbeatInFlight {
             nextHeartbeat = now.addingTimeInterval(TimeInterval(settings.heartbeatSeconds))
             heartbeat(now)
         }
@@ -113,6 +116,7 @@ final class PresenceService {
         failedDisconnects.removeAll()
         for request in retry { batcher.disconnect(request) }
         let (instanceID, host, timeout) = (self.instanceID, hostName, TimeInterval(settings.instanceTimeoutSeconds))
+        heartbeatInFlight = true
         database.submit("presence_heartbeat", on: loop, { [database, logger] c -> Bool in
             let swept = try PresenceStore.heartbeat(instanceID: instanceID, host: host, now: now, on: c)
             if swept { database.forgetRecordedSessions() }
@@ -121,6 +125,7 @@ final class PresenceService {
             for problem in sweep.problems { logger.warning("sweep: \(problem)") }
             return swept
         }) { [self] result in
+            heartbeatInFlight = false
             guard case .success(let recreated) = result else { return }
             if recreated && instanceRecorded {
                 // Another instance swept this one while the database was out of reach: re-register.
