@@ -48,10 +48,7 @@ public final class ChatChannel: WebSocketService {
     public func start() { authenticator.start() }
 
     /// Opens the change streams (any thread; once): other instances' events, presence, Clerk events.
-    public func changeFeeds() -> @Sendable () -> Void {
-        let opener = broker.openFeeds()
-        return { opener() }
-    }
+    public func changeFeeds() -> @Sendable () -> Void { broker.openFeeds() }
 
     public func stopChangeFeeds() { broker.stopFeeds() }
 

@@ -18,7 +18,6 @@ final class ConnectionRegistry {
     }
 
     var isEmpty: Bool { sessions.isEmpty }
-    var count: Int { sessions.count }
 
     /// A new socket: its session waits for a token until the authentication deadline.
     func open(_ connection: any ClientConnection, recordID: String, now: Date) -> ChatSession {
@@ -91,7 +90,7 @@ final class ConnectionRegistry {
         for id in ids { sessions[id]?.connection.send(frame) }
     }
 
-    /// The sessions of a user, registering ones included (a Clerk event must reach those too).
+    /// Closes a user's sessions, registering ones included (a Clerk event must reach those too).
     func close(user: String, _ code: ChannelCloseCode, _ reason: String) {
         for session in sessions.values where session.claims?.userID == user { session.close(code, reason) }
     }

@@ -52,10 +52,10 @@ final class EventBroker {
 
     /// Opens the change streams, once (from any thread: the database monitor calls it each time the
     /// database becomes reachable, after the indexes exist, so schema changes never race these reads).
-    func openFeeds() -> Feeds.Opener {
+    func openFeeds() -> @Sendable () -> Void {
         let me = ServiceBound(self, loop: loop)
-        let (loop, database, logger, instanceID) = (self.loop, self.database, self.logger, self.instanceID)
-        return Feeds.Opener(feeds: feeds) {
+        let (loop, database, logger, instanceID, feeds) = (self.loop, self.database, self.logger, self.instanceID, self.feeds)
+        return { feeds.open {
             let users = PresenceStore.userChanges(database: database, logger: logger) { snapshot, deleted in
                 loop.post {
                     let broker = me.value
@@ -70,7 +70,7 @@ final class EventBroker {
                 loop.post { fanouts.forEach(me.value.deliver) }
             }
             return [users, sessions, events]
-        }
+        } }
     }
 
     /// Stops the change streams (shutdown).
@@ -79,12 +79,6 @@ final class EventBroker {
     /// The feeds, opened at most once, from the monitor thread; stopped from the service thread.
     final class Feeds: Sendable {
         private let state = Mutex<(feeds: [ChangeFeed], stopped: Bool)>(([], false))
-
-        struct Opener: Sendable {
-            let feeds: Feeds
-            let make: @Sendable () -> [ChangeFeed]
-            func callAsFunction() { feeds.open(make) }
-        }
 
         fileprivate func open(_ make: () -> [ChangeFeed]) {
             state.withLock { state in

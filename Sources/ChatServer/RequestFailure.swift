@@ -3,7 +3,7 @@ import Logging
 import MongoStore
 
 /// What a failed request is answered with: the one mapping from errors to the protocol's codes.
-struct RequestFailure: Error, Equatable {
+struct RequestFailure: Equatable {
     let code: ErrorCode
     let message: String
 
@@ -15,7 +15,6 @@ struct RequestFailure: Error, Equatable {
     /// The answer for `error`; unexpected errors are logged (with `operation`) and answered `internal`.
     init(_ error: any Error, operation: String, logger: Logger) {
         switch error {
-        case let failure as RequestFailure: self = failure
         case ChatStore.ChatError.notFound(let m): self.init(.notFound, m)
         case ChatStore.ChatError.forbidden(let m): self.init(.forbidden, m)
         case ChatStore.ChatError.invalid(let m): self.init(.badRequest, m)
