@@ -522,6 +522,35 @@ def test_a_message_in_fragments_is_read_as_one(rt):
     asyncio.run(run())
 
 
+def test_multibyte_text_split_across_receive_pieces_arrives_intact(rt):
+    # The server reads WebSocket frames in 2 KiB pieces (LwsServer: ws_rx_buffer): a message of
+    # nearly 8,000 bytes of raw UTF-8 has characters of 2-4 bytes cut at the pieces' edges.
+    text = "aé€😀" * 790
+    assert len(text.encode()) == 7900
+
+    async def run():
+        alice, bob = user_id(), user_id()
+        a, _ = await connect(rt, ISSUER.token(alice))
+        b, _ = await connect(rt, ISSUER.token(bob))
+
+        async def call(ws, **frame):
+            await ws.send(json.dumps(frame, ensure_ascii=False))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if reply.get("id") == frame["id"]:
+                    return reply
+        cid = (await call(a, type="conversation.direct", id="d", userId=bob))["data"]["conversation"]["conversationId"]
+        assert (await call(a, type="message.send", id="s", conversationId=cid, clientId="c1", text=text))["type"] == "ok"
+        while True:
+            event = json.loads(await asyncio.wait_for(b.recv(), 10))
+            if event["type"] == "message":
+                break
+        assert event["message"]["text"] == text
+        await a.close()
+        await b.close()
+    asyncio.run(run())
+
+
 def test_origin_check_and_path(rt):
     async def run():
         with pytest.raises(websockets.exceptions.InvalidHandshake):

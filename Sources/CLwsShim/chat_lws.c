@@ -27,6 +27,7 @@ chat_lws *chat_lws_create(const chat_lws_options *o) {
     s->protocols[1] = (struct lws_protocols){
         .name = s->ws_protocol, .callback = o->ws_callback,
         .per_session_data_size = sizeof(uint64_t), .rx_buffer_size = o->ws_rx_buffer,
+        .tx_packet_size = o->ws_tx_packet,
     };
     // Upgrades that name no subprotocol (many browser clients) bind to ours, not to "http".
     s->pvo_default = (struct lws_protocol_vhost_options){ .name = "default", .value = "1" };

@@ -18,7 +18,8 @@ typedef struct chat_lws_options {
     void *user;                     // returned by lws_context_user()
     uint16_t ping_secs;             // idle seconds before a PING (0 with hangup_secs 0: lws does neither)
     uint16_t hangup_secs;           // idle seconds before hanging up
-    size_t ws_rx_buffer;
+    size_t ws_rx_buffer;            // allocated per WebSocket for its lifetime; larger frames arrive in pieces
+    size_t ws_tx_packet;            // most bytes one send() takes (0: ws_rx_buffer); lws buffers the rest
     unsigned int max_header_bytes;  // request line + headers one request may hold (0: lws' 4096)
     int client;                     // 1: a client context (no listener, TLS client init)
 } chat_lws_options;
