@@ -240,6 +240,33 @@ def test_the_server_waits_for_the_close_ack_while_the_client_still_sends(mongo_u
         server.stop()
 
 
+def test_the_wait_for_the_close_ack_is_bounded(mongo_uri):
+    """A client that neither acks the server's close frame nor sends anything is dropped about 3 s
+    after the close (LwsServer.closeAckSeconds), long before the idle rule's hangup (20 s)."""
+    server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
+    try:
+        s = raw_ws_client(server.port, ISSUER.token(user_id()))
+        s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))
+        s.settimeout(10)
+        received = b""
+        while b"\x88" not in received:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed without a close frame"
+            received += chunk
+        closed_at = time.monotonic()
+        s.settimeout(12)
+        while True:   # what else was queued, then EOF (no ack from us)
+            try:
+                if s.recv(65536) == b"":
+                    break
+            except ConnectionResetError:
+                break
+        assert time.monotonic() - closed_at < 12
+        s.close()
+    finally:
+        server.stop()
+
+
 def test_client_that_stops_answering_pings_goes_offline(mongo_uri):
     server = Server(mongo_uri, env={**ISSUER.env(), "WS_PING_INTERVAL_SECONDS": "1", "WS_PING_TIMEOUT_SECONDS": "3"})
     try:
