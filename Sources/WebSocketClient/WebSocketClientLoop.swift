@@ -71,6 +71,7 @@ public final class WebSocketClientLoop: @unchecked Sendable {   // unchecked: in
         post { [self] in
             nextID += 1
             let socket = ClientSocket(id: nextID, loop: self, delegate: delegate)
+            socket.connectIssuedNs = monotonicNs()
             sockets[socket.id] = socket
             let tls = url.scheme == "wss" || url.scheme == "https"
             let host = url.host ?? "127.0.0.1"
@@ -119,6 +120,7 @@ public final class WebSocketClientLoop: @unchecked Sendable {   // unchecked: in
                 buffer.replaceSubrange(chat_lws_pre..., with: frame)
                 let n = buffer.withUnsafeMutableBufferPointer { chat_lws_write_text(wsi, $0.baseAddress! + chat_lws_pre, frame.count) }
                 if n < frame.count { return -1 }
+                if socket.firstWriteNs == 0 { socket.firstWriteNs = monotonicNs() }
                 if socket.head < socket.outbound.count || socket.closeRequested { lws_callback_on_writable(wsi) }
             } else if socket.closeRequested {
                 lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, nil, 0)
@@ -161,6 +163,11 @@ public final class ClientSocket {
     fileprivate var closeRequested = false
     fileprivate var peerCloseCode: UInt16?
     fileprivate var peerCloseReason: String?
+    /// CLOCK_MONOTONIC ns when its first frame went to the socket (0: none yet): a load generator
+    /// tells its own lateness from the server's with it.
+    public fileprivate(set) var firstWriteNs: UInt64 = 0
+    /// When this loop's thread asked lws to connect (a busy loop runs `connect` late).
+    public fileprivate(set) var connectIssuedNs: UInt64 = 0
 
     init(id: UInt64, loop: WebSocketClientLoop, delegate: WebSocketClientDelegate) {
         self.id = id
@@ -182,6 +189,12 @@ public final class ClientSocket {
         closeRequested = true
         if let wsi { lws_callback_on_writable(wsi) }
     }
+}
+
+private func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 public enum ClientError: Error, CustomStringConvertible {

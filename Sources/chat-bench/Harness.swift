@@ -57,6 +57,8 @@ final class Conn: WebSocketClientDelegate {
     var socket: ClientSocket?
     var state = State.idle
     var startedNs: UInt64 = 0
+    /// The upgrade's answer (101) read: the server's authentication deadline started a little before.
+    var connectedNs: UInt64 = 0
     var welcomedNs: UInt64 = 0
     var closedNs: UInt64 = 0
     var closeCode: UInt16?
@@ -78,28 +80,57 @@ final class Conn: WebSocketClientDelegate {
         self.harness = harness
     }
 
-    func send(_ text: String) { socket?.send(text) }
-    func close() { socket?.close() }
-
-    func connected(_ socket: ClientSocket) {
-        self.socket = socket
-        socket.send("{\"type\":\"auth\",\"id\":\"auth\",\"token\":\"\(token)\"}")
-        if closeAfterAuth { socket.close() }
+    /// Harness thread. A socket is used on its own loop's thread.
+    func send(_ text: String) {
+        guard let socket else { return }
+        if harness.isSharded { socket.loop.post { socket.send(text) } } else { socket.send(text) }
     }
 
-    func received(_ socket: ClientSocket, message: [UInt8]) { harness.received(self, message) }
+    func close() {
+        guard let socket else { return }
+        if harness.isSharded { socket.loop.post { socket.close() } } else { socket.close() }
+    }
+
+    // The delegate calls come on the socket's loop thread; the auth goes out from there at once, the
+    // rest is handed to the harness thread.
+    func connected(_ socket: ClientSocket) {
+        let at = monoNow()
+        socket.send("{\"type\":\"auth\",\"id\":\"auth\",\"token\":\"\(token)\"}")
+        if closeAfterAuth { socket.close() }
+        harness.onHarnessThread { [self] in
+            self.socket = socket
+            connectedNs = at
+        }
+    }
+
+    func received(_ socket: ClientSocket, message: [UInt8]) {
+        harness.onHarnessThread { [self] in harness.received(self, message) }
+    }
 
     func closed(_ socket: ClientSocket, code: UInt16?, reason: String) {
-        self.socket = socket
-        harness.closed(self, code: code, reason: reason)
+        harness.onHarnessThread { [self] in
+            self.socket = socket
+            harness.closed(self, code: code, reason: reason)
+        }
     }
 }
 
 /// Many connections on one WebSocketClientLoop. Callbacks and scenario state live on the loop
-/// thread; the main thread drives phases with `sync` and `waitUntil`.
+/// thread; the main thread drives phases with `sync` and `waitUntil`. With `socketLoops` > 1 the
+/// sockets are spread over that many more loops (threads), and `loop` only runs the harness: lws 4.1
+/// keeps each context's timeouts in one sorted list walked at every insertion, and 10,000 sockets
+/// closed and reopened at once on one context kept its thread busy for seconds (what a storm of
+/// independent clients does not do).
 final class Harness {
     let loop: WebSocketClientLoop
     let url: URL
+    private let socketLoops: [WebSocketClientLoop]
+    var isSharded: Bool { socketLoops.count > 1 }
+
+    /// Runs `body` on the harness thread: at once when the sockets share it, else posted there.
+    func onHarnessThread(_ body: @escaping () -> Void) {
+        if isSharded { loop.post(body) } else { body() }
+    }
 
     /// A timed message arrived (sent ns, sender tag, arrival ns).
     var onBench: ((Conn, UInt64, Int, UInt64) -> Void)?
@@ -132,15 +163,20 @@ final class Harness {
     /// inside lws_service (the loop offers no join) could crash the process on its way out.
     private static let retained = Mutex<[WebSocketClientLoop]>([])
 
-    init(url: URL) throws {
+    init(url: URL, socketLoops: Int = 1) throws {
         let loop = try WebSocketClientLoop()
         self.loop = loop
-        Self.retained.withLock { $0.append(loop) }
+        self.socketLoops = socketLoops > 1 ? try (0..<socketLoops).map { _ in try WebSocketClientLoop() } : [loop]
+        let all = socketLoops > 1 ? [loop] + self.socketLoops : [loop]
+        Self.retained.withLock { $0 += all }
         self.url = url
-        loop.start()
+        for l in all { l.start() }
     }
 
-    func shutdown() { loop.stop() }
+    func shutdown() {
+        loop.stop()
+        if isSharded { for l in socketLoops { l.stop() } }
+    }
 
     /// Runs `body` on the loop thread and waits for its result.
     func sync<T>(_ body: @escaping () -> T) -> T {
@@ -166,7 +202,8 @@ final class Harness {
     func start(_ c: Conn) {
         c.state = .connecting
         c.startedNs = monoNow()
-        loop.connect(c.url ?? url, delegate: c)
+        c.connectedNs = 0
+        socketLoops[(c.index & Int.max) % socketLoops.count].connect(c.url ?? url, delegate: c)
     }
 
     struct RampResult {

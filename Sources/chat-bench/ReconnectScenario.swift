@@ -35,6 +35,8 @@ struct Reconnect: ParsableCommand {
     var instanceWait: Double = 180
     @Option(help: "Seconds the watcher gets to show the leavers offline (their disconnects queue behind other database work).")
     var leaveWait: Double = 60
+    @Option(help: "Client loops (threads) the N clients are spread over, as N independent clients would be: one lws client context with 10,000 sockets is itself late in a storm (its timeout list).")
+    var clientLoops: Int = 4
     @Option(help: "MongoDB URI (with the servers' database): serverStatus().opcounters, instances and users via pymongo.")
     var mongoUri: String?
     @Option(help: "Python with pymongo, for --mongo-uri.")
@@ -120,7 +122,7 @@ struct Reconnect: ParsableCommand {
             throw ValidationError("--target-url must be ws:// or wss://")
         }
         let pidA = common.serverPid!
-        let harness = try Harness(url: urlA)
+        let harness = try Harness(url: urlA, socketLoops: clientLoops)
         let watchHarness = try Harness(url: urlB)   // its own loop thread: the storm does not delay its reading
         let prefix = "bench_rc_\(run)_"
         let userIDs = (0..<clients).map { prefix + String(format: "%05d", $0) }
@@ -202,6 +204,15 @@ struct Reconnect: ParsableCommand {
         var lastWelcomeNs: UInt64 = 0
         var connectLatency = Latency()   // attempt → welcome
         var backLatency = Latency()      // connection lost → welcome again
+        // Who is late when an attempt ends 4001 (no auth read within the server's deadline, which
+        // starts as it sends the 101): attempt → 101 read here, 101 read → auth written here,
+        // auth written → 4001 read here; the same first two steps of the attempts that were welcomed;
+        // and this loop's own stalls (gaps between ticks meant to run every millisecond).
+        var timeoutTo101 = Latency(), timeoutToAuth = Latency(), timeoutAuthToClose = Latency()
+        var okTo101 = Latency(), okToAuth = Latency(), okAuthToWelcome = Latency()
+        var okToIssued = Latency(), okIssuedTo101 = Latency()
+        var loopGap = Latency()
+        var lastTickNs: UInt64 = 0
         func delay(_ cap: Double) -> UInt64 { UInt64(Double.random(in: 0...max(cap, 0)) * 1e9) }
         harness.onClosed = { c, wasOpen in
             guard phase == 0 else { return }
@@ -219,6 +230,11 @@ struct Reconnect: ParsableCommand {
                 return
             }
             failedAttempts["\(key) \(c.closeReason.prefix(40))", default: 0] += 1
+            if c.closeCode == 4001, c.connectedNs > 0 {
+                let wrote = c.socket?.firstWriteNs ?? 0
+                timeoutTo101.record(from: c.startedNs, to: c.connectedNs)
+                if wrote > 0 { timeoutToAuth.record(from: c.connectedNs, to: wrote); timeoutAuthToClose.record(from: wrote, to: now) }
+            }
             // Not reconnecting after these (protocol/README.md, Reconnecting).
             if [4003, 4005, 4006].contains(c.closeCode ?? 0) { lostFor[key, default: 0] += 1; return }
             c.attempts += 1
@@ -230,8 +246,17 @@ struct Reconnect: ParsableCommand {
             lastWelcomeNs = c.welcomedNs
             connectLatency.record(from: c.startedNs, to: c.welcomedNs)
             backLatency.record(from: c.lostNs, to: c.welcomedNs)
+            let wrote = c.socket?.firstWriteNs ?? 0
+            okTo101.record(from: c.startedNs, to: c.connectedNs)
+            if let issued = c.socket?.connectIssuedNs, issued > 0 {
+                okToIssued.record(from: c.startedNs, to: issued)
+                okIssuedTo101.record(from: issued, to: c.connectedNs)
+            }
+            if wrote > 0 { okToAuth.record(from: c.connectedNs, to: wrote); okAuthToWelcome.record(from: wrote, to: c.welcomedNs) }
         }
         let ticker = Ticker(harness: harness, periodMicros: 1000) { now in
+            if lastTickNs > 0, phase == 0 { loopGap.record(from: lastTickNs, to: now) }
+            lastTickNs = now
             while let i = heap.popDue(now) {
                 attempts += 1
                 harness.start(conns[i])
@@ -303,6 +328,12 @@ struct Reconnect: ParsableCommand {
         let lostWatcher = watchHarness.sync { watcherLost }
         let (failures, lost, fromA, dropped, attemptCount) = harness.sync { (failedAttempts, lostFor, closesFromA, droppedOnB, attempts) }
         let (connect, backLat) = harness.sync { (connectLatency, backLatency) }
+        let timeline = harness.sync { [
+            "timed_out_4001": ["attempt_to_101": timeoutTo101.json, "101_to_auth_written": timeoutToAuth.json, "auth_written_to_close": timeoutAuthToClose.json],
+            "welcomed": ["attempt_to_connect_issued": okToIssued.json, "connect_issued_to_101": okIssuedTo101.json, "attempt_to_101": okTo101.json, "101_to_auth_written": okToAuth.json, "auth_written_to_welcome": okAuthToWelcome.json],
+            "generator_loop_gap": loopGap.json,
+        ] }
+        let (t101, tAuth, tGap) = harness.sync { (timeoutTo101, timeoutToAuth, loopGap) }
 
         // Database operations in the window SIGTERM → everyone back and shown online, per client back.
         var dbOps: [String: Any] = [:]
@@ -332,7 +363,7 @@ struct Reconnect: ParsableCommand {
         let presenceErrors = offlineFinal + onlineAfterLeft
 
         var report = ScenarioReport(scenario: "reconnect")
-        report.parameters = ["clients": clients, "jitter_s": jitter, "max_backoff_s": maxBackoff, "settle_s": settle,
+        report.parameters = ["clients": clients, "client_loops": clientLoops, "jitter_s": jitter, "max_backoff_s": maxBackoff, "settle_s": settle,
                              "leavers": leaving, "connect_concurrency_first_ramp": common.connectConcurrency,
                              "restart": "SIGTERM to instance A; clients move to instance B on the same database"]
         report.results = [
@@ -341,7 +372,7 @@ struct Reconnect: ParsableCommand {
             "closed_by_a_within_s": Latency.round(firstLoss > 0 ? seconds(lastLoss - firstLoss) : 0),
             "a_exit_s": aExitNs.map { Latency.round(seconds($0 - t0)) } as Any? ?? NSNull(),
             "closes_from_a": fromA, "dropped_on_b": dropped, "attempts": attemptCount, "failed_attempts": failures, "lost": lost,
-            "connect_latency": connect.json, "back_latency": backLat.json,
+            "connect_latency": connect.json, "back_latency": backLat.json, "attempt_timeline": timeline,
             "presence": ["offline_before_restart": offlineBefore, "offline_after_back": offlineAfterBack,
                          "all_shown_online_after_s": presenceLag.map(Latency.round) as Any? ?? NSNull(),
                          "a_instance_gone_after_s": instanceGone.map(Latency.round) as Any? ?? NSNull(), "instances_left": instancesLeft,
@@ -379,6 +410,9 @@ struct Reconnect: ParsableCommand {
         if dropped > 0 { report.notes.append("\(dropped) connections to B closed again during the storm") }
         if instancesLeft.count > 1 {
             report.notes.append("instance A not gone \(fmt(instanceWait, 0)) s after the reconnect phase; instance records left (B's included): " + instancesLeft.map { "\($0["connection_records"] ?? "?") records, heartbeat \($0["heartbeat_age_s"] ?? "?") s ago" }.joined(separator: "; "))
+        }
+        if t101.count > 0 {
+            report.notes.append("the \(t101.count) attempts closed 4001: attempt → 101 read \(t101.text); 101 read → auth written \(tAuth.text); generator loop stalls \(tGap.text)")
         }
         if !lost.isEmpty { report.notes.append("gave up (no reconnect after): \(lost.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))") }
         report.emit(jsonOut: common.jsonOut)
