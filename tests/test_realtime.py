@@ -242,7 +242,7 @@ def test_the_server_waits_for_the_close_ack_while_the_client_still_sends(mongo_u
 
 def test_the_wait_for_the_close_ack_is_bounded(mongo_uri):
     """A client that neither acks the server's close frame nor sends anything is dropped about 3 s
-    after the close (LwsServer.closeAckSeconds), long before the idle rule's hangup (20 s)."""
+    after the close (chat_lws_send_close's bound), long before the idle rule's hangup (20 s)."""
     server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
     try:
         s = raw_ws_client(server.port, ISSUER.token(user_id()))

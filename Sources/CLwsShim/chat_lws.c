@@ -145,13 +145,14 @@ int chat_lws_write_frames(struct lws *wsi, unsigned char *bytes, size_t len) {
     return lws_write(wsi, bytes, len, LWS_WRITE_RAW);
 }
 
-int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len) {
+int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds) {
     /* 4 is lws' own LWS_WRITE_CLOSE, kept out of the public header in favour of lws_close_reason(),
-       whose path closes the socket as soon as the frame is out (measured with lws 4.1.6). The wait
-       for the peer's ack is bounded by the caller (LwsServer.sweepIdle), not by lws_set_timeout:
-       lws 4.1 keeps its timeouts in one sorted list walked from the head at each insertion, so
-       closing 10,000 sockets at once (shutdown) cost 10,000 walks of a list growing to 10,000. */
-    return lws_write(wsi, payload, len, (enum lws_write_protocol)4);
+       whose path closes the socket as soon as the frame is out (measured with lws 4.1.6). */
+    int n = lws_write(wsi, payload, len, (enum lws_write_protocol)4);
+    /* Closing the socket at once would reset it if the peer is still sending, and a reset can discard
+       the close frame before the peer reads it: wait for the ack, bounded. */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, ack_timeout_seconds);
+    return n;
 }
 
 int chat_lws_write_ping(struct lws *wsi) {

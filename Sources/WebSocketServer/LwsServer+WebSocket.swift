@@ -111,27 +111,17 @@ extension LwsServer {
                        subprotocol: Self.header(wsi, WSI_TOKEN_PROTOCOL))
     }
 
-    static let closeAckSeconds = 3
-
     /// The idle rule: a PING after `pingIntervalSeconds` without a valid frame from the client (a PONG
     /// or any message), and after `hangupSeconds` the TCP connection is dropped without a close frame
     /// (a dead peer would not read it). Whatever state the connection is in: a reader that never
-    /// reads cannot even take its close frame. And after our close frame, at most
-    /// `closeAckSeconds` for the peer's: closing at once would reset a peer still sending, and a
-    /// reset can discard the close frame before it is read.
+    /// reads cannot even take its close frame.
     func sweepIdle() {
         let now = DispatchTime.now().uptimeNanoseconds
         let ping = UInt64(options.pingIntervalSeconds) * 1_000_000_000
         let hangup = UInt64(options.hangupSeconds) * 1_000_000_000
-        let closeAck = UInt64(Self.closeAckSeconds) * 1_000_000_000
         for connection in connections.values {
             let idle = now &- connection.lastHeard
-            if connection.closeSent, now &- connection.closeSentAt >= closeAck {
-                if !connection.hungUp {
-                    connection.hungUp = true
-                    chat_lws_kill(connection.wsi)
-                }
-            } else if idle >= hangup {
+            if idle >= hangup {
                 if !connection.hungUp {
                     connection.hungUp = true
                     chat_lws_kill(connection.wsi)

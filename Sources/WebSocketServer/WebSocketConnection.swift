@@ -1,5 +1,4 @@
 import CLwsShim
-import Dispatch
 
 /// Standard and application close codes used by the channel.
 public struct CloseCode: RawRepresentable, Hashable, Sendable {
@@ -63,8 +62,6 @@ public final class WebSocketConnection: ClientConnection {
     var pingSent = false
     var pingDue = false
     var hungUp = false
-    /// When our close frame went out (uptime ns): the wait for the peer's ack is bounded by `sweepIdle`.
-    var closeSentAt: UInt64 = 0
 
     func heard(at now: UInt64) {
         lastHeard = now
@@ -131,8 +128,7 @@ public final class WebSocketConnection: ClientConnection {
             let payload = [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xff)] + Array(reason.utf8.prefix(123))
             let frame = OutboundFrame(payload)
             state = .closeSent(code)
-            closeSentAt = DispatchTime.now().uptimeNanoseconds
-            if chat_lws_send_close(wsi, frame.payload, frame.count) < frame.count { return -1 }
+            if chat_lws_send_close(wsi, frame.payload, frame.count, 3) < frame.count { return -1 }
         }
         return 0
     }

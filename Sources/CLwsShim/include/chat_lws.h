@@ -57,7 +57,7 @@ int chat_lws_write_text(struct lws *wsi, unsigned char *payload, size_t len);
 /* Writes bytes that are already complete WebSocket frames (several in one send()). */
 int chat_lws_write_frames(struct lws *wsi, unsigned char *bytes, size_t len);
 /* Sends a close frame (payload: 2-byte code + reason) and leaves the socket open for the peer's ack. */
-int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len);
+int chat_lws_send_close(struct lws *wsi, unsigned char *payload, size_t len, int ack_timeout_seconds);
 /* An empty PING frame. */
 int chat_lws_write_ping(struct lws *wsi);
 /* Closes a connection from outside its callbacks (at the next service pass). */
