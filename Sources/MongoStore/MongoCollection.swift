@@ -132,6 +132,24 @@ public final class MongoCollection {
         return UpdateResult(matched: r["matchedCount"]?.int64Value ?? 0, modified: r["modifiedCount"]?.int64Value ?? 0, upserted: false)
     }
 
+    /// Several deleteMany in one round trip (unordered). Returns the deleted count.
+    @discardableResult
+    public func bulkDeleteMany(_ filters: [BSONDocument]) throws(DatabaseError) -> Int64 {
+        guard !filters.isEmpty else { return 0 }
+        let reply = chat_bson_reply_new()!
+        defer { chat_bson_reply_free(reply) }
+        var error = bson_error_t()
+        let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
+        defer { mongoc_bulk_operation_destroy(bulk) }
+        let options: BSONDocument = [:]
+        for filter in filters {
+            let added = filter.withBSON { f in options.withBSON { opts in mongoc_bulk_operation_remove_many_with_opts(bulk, f, opts, &error) } }
+            if !added { throw DatabaseError(error) }
+        }
+        if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
+        return BSONDocument(bson: reply)["nRemoved"]?.int64Value ?? 0
+    }
+
     @discardableResult
     public func deleteMany(_ filter: BSONDocument) throws(DatabaseError) -> Int64 {
         try delete(filter, one: false)

@@ -114,7 +114,7 @@ public enum PresenceStore {
         public var operations: Int
     }
 
-    /// Records many connections in a few round trips, whatever their number: the revoked sessions
+    /// Records many connections in a few round trips (each find one per `inChunk` values): the revoked sessions
     /// among them (one find), their records (one insertMany; a record already there is a
     /// re-registration), their users (one find), the records of deleted users removed again (one
     /// delete), and the users not yet online set online (one bulk write, creating a minimal user when
@@ -133,10 +133,10 @@ public enum PresenceStore {
         var operations = 0
         let sessions = Array(Set(batch.compactMap(\.sessionID))).sorted()
         var revoked: Set<String> = []
-        if !sessions.isEmpty {
+        for chunk in inChunks(sessions) {
             operations += 1
-            revoked = Set(try c.collection(revokedSessions).find(["_id": ["$in": .array(sessions.map { .string($0) })]],
-                                                                 projection: ["_id": .int32(1)]).compactMap { $0["_id"]?.stringValue })
+            revoked.formUnion(try c.collection(revokedSessions).find(["_id": ["$in": .array(chunk.map { .string($0) })]],
+                                                                     projection: ["_id": .int32(1)]).compactMap { $0["_id"]?.stringValue })
         }
         var live: [Int] = []
         for (i, request) in batch.enumerated() {
@@ -153,9 +153,12 @@ public enum PresenceStore {
         })
         let userIDs = unique(live.map { batch[$0].userID })
         let users = c.collection(UserStore.users)
-        operations += 1
-        let current = Dictionary(try users.find(byClerkID(userIDs), projection: snapshotFields.appending([("deleted", .int32(1))]))
-                                     .compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
+        var found: [BSONDocument] = []
+        for chunk in inChunks(userIDs) {
+            operations += 1
+            found += try users.find(byClerkID(chunk), projection: snapshotFields.appending([("deleted", .int32(1))]))
+        }
+        let current = Dictionary(found.compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
                                  uniquingKeysWith: { a, _ in a })
         let deleted = Set(userIDs.filter { current[$0]?["deleted"]?.boolValue == true })
         if !deleted.isEmpty {
@@ -177,10 +180,10 @@ public enum PresenceStore {
         }
         let online: BSONDocument = ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]]
         if !offline.isEmpty {
-            // The users that exist: one update for all of them (the embedded database applies one
+            // The users that exist: one round trip for all of them (the embedded database applies one
             // multi-document update at a fraction of the cost of as many single ones).
             operations += 1
-            try users.updateMany(byClerkID(offline), online)
+            try users.bulkUpdate(inChunks(offline).map { (byClerkID($0), online, true) })
         }
         if !missing.isEmpty {
             // Only the users that do not exist yet cost an upsert each.
@@ -207,9 +210,9 @@ public enum PresenceStore {
         let written = offline + missing
         if !written.isEmpty {
             let reread = readBack.map { watched in written.filter(watched.contains) } ?? written
-            if !reread.isEmpty {
+            for chunk in inChunks(reread) {
                 operations += 1
-                for doc in try users.find(byClerkID(reread), projection: snapshotFields) {
+                for doc in try users.find(byClerkID(chunk), projection: snapshotFields) {
                     if let s = snapshot(doc) { snapshots[s.userID] = s }
                 }
             }
@@ -236,14 +239,14 @@ public enum PresenceStore {
                                   on c: MongoConnection) throws -> Batch<PresenceSnapshot?> {
         guard !batch.isEmpty else { return Batch(outcomes: [], operations: 0) }
         var operations = 1
-        try c.collection(connections).deleteMany(["_id": ["$in": .array(batch.map { .string($0.connectionID) })]])
+        try c.collection(connections).bulkDeleteMany(inChunks(batch.map(\.connectionID)).map { ["_id": ["$in": .array($0.map { .string($0) })]] })
         var lastSeen: [String: Date] = [:]
         for r in batch { lastSeen[r.userID] = max(lastSeen[r.userID] ?? r.at, r.at) }
         operations += try reconcile(lastSeen, excludingInstance: nil, on: c)
         let reread = unique(batch.map(\.userID)).filter { readBack?.contains($0) ?? true }
         var found: [String: PresenceSnapshot] = [:]
         if !reread.isEmpty {
-            operations += 1
+            operations += inChunks(reread).count
             found = Dictionary(try snapshots(of: reread, on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
         }
         return Batch(outcomes: batch.map { found[$0.userID] }, operations: operations)
@@ -271,13 +274,17 @@ public enum PresenceStore {
         let records = c.collection(connections)
         // By userId alone, the excluded instance's records dropped here: the embedded database looks a
         // single-field `$in` up in the index, and scans for a second field.
+        var operations = 0
         func connected(_ users: [String]) throws -> Set<String> {
-            let found = try records.find(["userId": ["$in": .array(users.map { .string($0) })]],
-                                         projection: ["_id": .int32(0), "userId": .int32(1), "instanceId": .int32(1)])
+            var found: [BSONDocument] = []
+            for chunk in inChunks(users) {
+                operations += 1
+                found += try records.find(["userId": ["$in": .array(chunk.map { .string($0) })]],
+                                          projection: ["_id": .int32(0), "userId": .int32(1), "instanceId": .int32(1)])
+            }
             return Set(found.filter { excludingInstance == nil || $0["instanceId"]?.stringValue != excludingInstance }
                 .compactMap { $0["userId"]?.stringValue })
         }
-        var operations = 1
         let stillConnected = try connected(lastSeen.keys.sorted())
         let leaving = lastSeen.keys.sorted().filter { !stillConnected.contains($0) }
         guard !leaving.isEmpty else { return operations }
@@ -285,29 +292,44 @@ public enum PresenceStore {
         // By clerkId alone (an updated user who was already offline just gets a later lastSeen):
         // a second field would make the embedded database scan every user. The users sharing a
         // lastSeen (every socket closed at once by a shutdown) get one multi-document update.
-        operations += 2
+        operations += 1
         let byTime = Dictionary(grouping: leaving) { lastSeen[$0]! }.sorted { $0.key < $1.key }
         var updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)] = []
         for (at, group) in byTime {
-            let filter: BSONDocument = group.count == 1 ? ["clerkId": .string(group[0])] : byClerkID(group)
             let update: BSONDocument = [
                 "$set": ["isOnline": .bool(false)],
                 "$max": ["lastSeen": .date(at)],
                 "$inc": [presenceVersion: .int64(1)],
             ]
-            updates.append((filter, update, group.count > 1))
+            if group.count == 1 {
+                updates.append((["clerkId": .string(group[0])], update, false))
+            } else {
+                updates += inChunks(group).map { (byClerkID($0), update, true) }
+            }
         }
         try users.bulkUpdate(updates)
         let back = try connected(leaving)
         if !back.isEmpty {
             operations += 1
-            try users.updateMany(byClerkID(back.sorted()), ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]])
+            try users.bulkUpdate(inChunks(back.sorted()).map {
+                (byClerkID($0), ["$set": ["isOnline": .bool(true)], "$inc": [presenceVersion: .int64(1)]], true)
+            })
         }
         return operations
     }
 
-    private static func byClerkID(_ users: [String]) -> BSONDocument {
+    private static func byClerkID(_ users: some Collection<String>) -> BSONDocument {
         ["clerkId": ["$in": .array(users.map { .string($0) })]]
+    }
+
+    /// The most values one `$in` carries. The embedded database checks every candidate document
+    /// against the whole list, so a query costs about the square of its length: measured per
+    /// element, finds 0.12-0.15 ms up to 50 values, 0.2 ms at 100, 0.43 ms at 250; updates 0.5, 0.7
+    /// and 1.3 ms. Finds go in several round trips, updates and deletes as statements of one bulk write.
+    static let inChunk = 50
+
+    static func inChunks<T>(_ values: [T]) -> [ArraySlice<T>] {
+        stride(from: 0, to: values.count, by: inChunk).map { values[$0..<min($0 + inChunk, values.count)] }
     }
 
     /// `values` without repeats, in their first order.
@@ -317,8 +339,10 @@ public enum PresenceStore {
     }
 
     public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {
-        let docs = try c.collection(UserStore.users).find(["clerkId": ["$in": .array(userIDs.map { .string($0) })]],
-                                                          projection: snapshotFields)
+        var docs: [BSONDocument] = []
+        for chunk in inChunks(userIDs) {
+            docs += try c.collection(UserStore.users).find(byClerkID(chunk), projection: snapshotFields)
+        }
         return docs.compactMap(snapshot)
     }
 
