@@ -57,15 +57,41 @@ final class MessageBatcher {
         let now = Date()
         blocked = blocked.filter { $0.value > now }
         let suspects = Set(blocked.keys)
-        database.submit("message_batch", on: loop, { c in try Self.store(sends, origin: origin, suspects: suspects, on: c) }) { [self] result in
+        let known = Dictionary(uniqueKeysWithValues: Set(sends.map(\.conversationID)).compactMap { id in remembered[id].map { (id, $0) } })
+        database.submit("message_batch", on: loop, { c in try Self.store(sends, known: known, origin: origin, suspects: suspects, on: c) }) { [self] result in
             inFlight = false
-            if case .success(let stored) = result {
+            switch result {
+            case .success(let stored):
                 let until = Date().addingTimeInterval(Self.suspectFor)
                 for id in stored.blocked { blocked[id] = until }
                 for id in stored.unblocked { blocked[id] = nil }
+                remember(stored.known)
+                conversationsNotRead += stored.unread
+            case .failure:
+                for id in known.keys { remembered[id] = nil }
             }
             complete(batch, result.map { ($0.results, $0.fanouts) })
             flush()
+        }
+    }
+
+    /// What this batcher's commits left in each conversation they wrote (members, lastSeq, the head's
+    /// rev): the next batch into it skips reading it, and the head update's filter catches a change made
+    /// since by anyone else. At most `maxRemembered`; past it, the oldest half is forgotten.
+    private var remembered: [String: ChatStore.KnownConversation] = [:]
+    private var rememberedOrder: [String] = []
+    static let maxRemembered = 10_000
+    /// Conversations written without being read, thanks to `remembered`.
+    private(set) var conversationsNotRead = 0
+
+    private func remember(_ known: [String: ChatStore.KnownConversation]) {
+        for (id, k) in known {
+            if remembered.updateValue(k, forKey: id) == nil { rememberedOrder.append(id) }
+        }
+        if remembered.count > Self.maxRemembered {
+            let dropped = rememberedOrder.prefix(rememberedOrder.count / 2)
+            for id in dropped { remembered[id] = nil }
+            rememberedOrder.removeFirst(dropped.count)
         }
     }
 
@@ -87,6 +113,8 @@ final class MessageBatcher {
     struct Stored: Sendable {
         var results: [ChatStore.SendResult]
         var fanouts: [Fanout]
+        var known: [String: ChatStore.KnownConversation] = [:]
+        var unread = 0
         var blocked: Set<String> = []
         var unblocked: Set<String> = []
     }
@@ -96,7 +124,7 @@ final class MessageBatcher {
     /// that one blocked conversation does not hold back the others. Sends into `suspects` are tried
     /// apart, briefly. Sends into a blocked conversation are answered `unavailable` (the clients resend
     /// them with the same client id), never `internal`.
-    static func store(_ sends: [ChatStore.PendingSend], origin: String, suspects: Set<String>,
+    static func store(_ sends: [ChatStore.PendingSend], known: [String: ChatStore.KnownConversation] = [:], origin: String, suspects: Set<String>,
                       on c: MongoConnection) throws -> Stored {
         var out = Stored(results: [ChatStore.SendResult](repeating: .retryLater("not tried"), count: sends.count), fanouts: [])
         let (apart, together) = sends.indices.reduce(into: ([Int](), [Int]())) { acc, i in
@@ -106,9 +134,11 @@ final class MessageBatcher {
         /// Stores `indices` in one transaction; false when conflicts outlasted `retry`.
         func attempt(_ indices: [Int], _ retry: RetryPolicy) throws -> Bool {
             do {
-                let (results, fanouts) = try ChatStore.sendBatch(indices.map { sends[$0] }, origin: origin, now: Date(), retry: retry, on: c)
-                for (i, outcome) in zip(indices, results) { out.results[i] = outcome }
-                out.fanouts += fanouts
+                let batch = try ChatStore.sendBatch(indices.map { sends[$0] }, known: known, origin: origin, now: Date(), retry: retry, on: c)
+                for (i, outcome) in zip(indices, batch.results) { out.results[i] = outcome }
+                out.fanouts += batch.fanouts
+                out.known.merge(batch.known) { $1 }
+                out.unread += batch.unread
                 return true
             } catch let error as DatabaseError where error.isBusy {
                 for i in indices { out.results[i] = .retryLater("\(error)") }

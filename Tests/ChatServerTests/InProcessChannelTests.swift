@@ -124,3 +124,43 @@ import Testing
                 "and its other events once too (not again from the change stream)")
     }
 }
+
+/// The message batcher remembers what its commits left in a conversation (members, lastSeq) and does
+/// not read it again; these are the guarantees that memory could break.
+@Suite struct RememberedConversationTests {
+    @Test func anotherInstancesMessagesAndMemberChangesAreNotMissed() throws {
+        let a = try InProcessChat(feeds: false)
+        let b = try InProcessChat(uri: a.database.uri.text, keys: a.keys, feeds: false)
+        for user in ["alice", "bob", "carol"] { try a.createUser(user) }
+        let bobOnA = try a.connect(as: "bob")
+        let aliceOnB = try b.connect(as: "alice")
+        let carolOnB = try b.connect(as: "carol")
+        let created = try aliceOnB.call("conversation.create", ["name": "trio", "members": ["bob", "carol"]])
+        let id = try #require(((created["data"] as? [String: Any])?["conversation"] as? [String: Any])?["conversationId"] as? String)
+        func seq(_ reply: [String: Any]) -> Int? { (reply["data"] as? [String: Any])?["seq"] as? Int }
+
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b1", "text": "1"])) == 1)
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b2", "text": "2"])) == 2)
+        let batcher = a.channel.requests.batcher
+        #expect(batcher.conversationsNotRead == 1, "the second send did not read the conversation again")
+
+        // B writes seqs 3 and 4: A's memory (lastSeq 2) is stale, and A must go on from 4.
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c1", "text": "3"])) == 3)
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c2", "text": "4"])) == 4)
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b3", "text": "5"])) == 5)
+        #expect(batcher.conversationsNotRead == 1, "a head moved by another instance is read again")
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b4", "text": "6"])) == 6)
+        #expect(batcher.conversationsNotRead == 2)
+
+        // B removes bob: A remembers him as a member, and must refuse his next message.
+        let removed = try aliceOnB.call("conversation.remove", ["conversationId": id, "userId": "bob"])
+        #expect(removed["type"] as? String == "ok", "\(removed)")
+        let refused = try bobOnA.call("message.send", ["conversationId": id, "clientId": "b5", "text": "gone"])
+        #expect(refused["code"] as? String == "forbidden", "\(refused)")
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c3", "text": "7"])) == 7)
+
+        let history = try aliceOnB.call("history", ["conversationId": id, "limit": 50])
+        let stored = ((history["data"] as? [String: Any])?["messages"] as? [[String: Any]])?.compactMap { $0["seq"] as? Int }
+        #expect(stored == Array(1...7), "gap-free, no duplicate")
+    }
+}
