@@ -57,7 +57,7 @@ final class MessageBatcher {
         let now = Date()
         blocked = blocked.filter { $0.value > now }
         let suspects = Set(blocked.keys)
-        let known = Dictionary(uniqueKeysWithValues: Set(sends.map(\.conversationID)).compactMap { id in remembered[id].map { (id, $0) } })
+        let known = remembered.lookUp(Set(sends.map(\.conversationID)))
         database.submit("message_batch", on: loop, { c in try Self.store(sends, known: known, origin: origin, suspects: suspects, on: c) }) { [self] result in
             inFlight = false
             switch result {
@@ -65,35 +65,21 @@ final class MessageBatcher {
                 let until = Date().addingTimeInterval(Self.suspectFor)
                 for id in stored.blocked { blocked[id] = until }
                 for id in stored.unblocked { blocked[id] = nil }
-                remember(stored.known)
+                remembered.remember(stored.known)
                 conversationsNotRead += stored.unread
             case .failure:
-                for id in known.keys { remembered[id] = nil }
+                remembered.forget(known.keys)
             }
             complete(batch, result.map { ($0.results, $0.fanouts) })
             flush()
         }
     }
 
-    /// What this batcher's commits left in each conversation they wrote (members, lastSeq, the head's
-    /// rev): the next batch into it skips reading it, and the head update's filter catches a change made
-    /// since by anyone else. At most `maxRemembered`; past it, the oldest half is forgotten.
-    private var remembered: [String: ChatStore.KnownConversation] = [:]
-    private var rememberedOrder: [String] = []
-    static let maxRemembered = 10_000
+    /// What this batcher's commits left in the conversations they wrote: the next batch into one skips
+    /// reading it, and the head update's filter catches a change made since by anyone else.
+    private var remembered = RememberedConversations(maxMembers: 200_000)
     /// Conversations written without being read, thanks to `remembered`.
     private(set) var conversationsNotRead = 0
-
-    private func remember(_ known: [String: ChatStore.KnownConversation]) {
-        for (id, k) in known {
-            if remembered.updateValue(k, forKey: id) == nil { rememberedOrder.append(id) }
-        }
-        if remembered.count > Self.maxRemembered {
-            let dropped = rememberedOrder.prefix(rememberedOrder.count / 2)
-            for id in dropped { remembered[id] = nil }
-            rememberedOrder.removeFirst(dropped.count)
-        }
-    }
 
     /// Conversations found blocked (conflicts past the retry budget, typically a crashed instance's
     /// transaction still open on them), until when: their sends go apart, so they do not hold back the rest.
@@ -195,6 +181,53 @@ final class MessageBatcher {
         case .failure(let error):
             let failure = RequestFailure(error, operation: "message_batch", logger: logger)
             for waiting in batch { waiting.session.fail(waiting.requestID, failure) }
+        }
+    }
+}
+
+/// Conversations as this process's commits left them (members, lastSeq, rev), bounded by the member
+/// ids held in all (a 1,000-member group costs a thousand): past `maxMembers`, the oldest half goes.
+struct RememberedConversations {
+    let maxMembers: Int
+    private var byID: [String: ChatStore.KnownConversation] = [:]
+    /// Insertion order; may name conversations forgotten since (skipped when dropping).
+    private var order: [String] = []
+    private(set) var members = 0
+
+    init(maxMembers: Int) { self.maxMembers = maxMembers }
+
+    var count: Int { byID.count }
+
+    func lookUp(_ ids: Set<String>) -> [String: ChatStore.KnownConversation] {
+        Dictionary(uniqueKeysWithValues: ids.compactMap { id in byID[id].map { (id, $0) } })
+    }
+
+    mutating func remember(_ known: [String: ChatStore.KnownConversation]) {
+        for (id, k) in known {
+            if let old = byID.updateValue(k, forKey: id) {
+                members -= old.conversation.members.count
+            } else {
+                order.append(id)
+            }
+            members += k.conversation.members.count
+        }
+        guard members > maxMembers || order.count > 2 * max(byID.count, 1_000) else { return }
+        var kept: [String] = []
+        var seen: Set<String> = []
+        let dropping = members > maxMembers ? byID.count / 2 : 0
+        for id in order where byID[id] != nil && seen.insert(id).inserted {
+            if seen.count <= dropping, let old = byID.removeValue(forKey: id) {
+                members -= old.conversation.members.count
+            } else {
+                kept.append(id)
+            }
+        }
+        order = kept
+    }
+
+    mutating func forget(_ ids: some Sequence<String>) {
+        for id in ids {
+            if let old = byID.removeValue(forKey: id) { members -= old.conversation.members.count }
         }
     }
 }

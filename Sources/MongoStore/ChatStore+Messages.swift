@@ -30,6 +30,10 @@ extension ChatStore {
     public struct KnownConversation: Sendable, Equatable {
         public let conversation: Conversation
         public let rev: Int64?
+        public init(conversation: Conversation, rev: Int64?) {
+            self.conversation = conversation
+            self.rev = rev
+        }
     }
 
     public struct BatchOutcome: Sendable {

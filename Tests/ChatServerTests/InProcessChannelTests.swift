@@ -1,4 +1,6 @@
 @testable import ChatServer
+import ChatDomain
+import MongoStore
 import ChatTesting
 import Foundation
 import Testing
@@ -162,5 +164,28 @@ import Testing
         let history = try aliceOnB.call("history", ["conversationId": id, "limit": 50])
         let stored = ((history["data"] as? [String: Any])?["messages"] as? [[String: Any]])?.compactMap { $0["seq"] as? Int }
         #expect(stored == Array(1...7), "gap-free, no duplicate")
+    }
+}
+
+@Suite struct RememberedConversationsBoundTests {
+    static func known(_ id: String, members: Int) -> ChatStore.KnownConversation {
+        ChatStore.KnownConversation(conversation: Conversation(id: id, kind: .group, name: nil, members: (0..<members).map { "u\($0)" },
+                                                               lastSeq: 1, updatedAt: Date()), rev: nil)
+    }
+
+    @Test func memberIDsHeldStayUnderTheBoundAndTheOldestGoFirst() {
+        var remembered = RememberedConversations(maxMembers: 1_000)
+        for n in 0..<30 { remembered.remember(["c\(n)": Self.known("c\(n)", members: 100)]) }
+        #expect(remembered.members <= 1_000)
+        #expect(remembered.lookUp(["c29"]).count == 1, "the newest is kept")
+        #expect(remembered.lookUp(["c0", "c1", "c2"]).isEmpty, "the oldest went")
+        remembered.forget(["c29"])
+        #expect(remembered.lookUp(["c29"]).isEmpty)
+        // Forgetting and remembering again many times does not grow it.
+        for _ in 0..<10_000 {
+            remembered.forget(["c28"])
+            remembered.remember(["c28": Self.known("c28", members: 2)])
+        }
+        #expect(remembered.count <= 11)
     }
 }
