@@ -56,20 +56,20 @@ final class EventBroker {
         let me = ServiceBound(self, loop: loop)
         let (loop, database, logger, instanceID, feeds) = (self.loop, self.database, self.logger, self.instanceID, self.feeds)
         return { feeds.open {
-            let users = PresenceStore.userChanges(database: database, logger: logger) { snapshot, deleted in
+            let users = PresenceStore.userChanges { snapshot, deleted in
                 loop.post {
                     let broker = me.value
                     broker.presence.observe(snapshot)
                     if deleted { broker.registry.close(user: snapshot.userID, .userDeleted, "user deleted") }
                 }
             }
-            let sessions = PresenceStore.endedSessions(database: database, logger: logger) { id in
+            let sessions = PresenceStore.endedSessions { id in
                 loop.post { me.value.registry.close(clerkSession: id, .sessionEnded, "session ended") }
             }
-            let events = ChatStore.outboxFeed(database: database, excludingOrigin: instanceID, logger: logger) { fanouts in
+            let events = ChatStore.outboxFeed(excludingOrigin: instanceID) { fanouts in
                 loop.post { fanouts.forEach(me.value.deliver) }
             }
-            return [users, sessions, events]
+            return [ChangeFeed(database: database, routes: [users, sessions, events], logger: logger)]
         } }
     }
 

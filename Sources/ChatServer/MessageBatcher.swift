@@ -5,10 +5,11 @@ import Metrics
 import MongoStore
 import ServiceLoop
 
-/// Group commit for chat messages (service thread): sends queue up while one transaction is in
-/// flight and go together in the next, so many senders share each database round trip. An idle
-/// server writes a lone message at once; a busy one writes hundreds per transaction. An ack is sent
-/// only after its transaction committed.
+/// Group commit for chat messages (service thread): sends queue up while a transaction is in flight
+/// and go together in the next, so many senders share each database round trip. An idle server
+/// writes a lone message at once; a busy one writes hundreds per transaction. Up to `maxInFlight`
+/// transactions run at once, on different conversations (a conversation is in one at a time, so its
+/// sends commit in order). An ack is sent only after its transaction committed.
 final class MessageBatcher {
     struct Waiting {
         let session: ChatSession
@@ -23,7 +24,12 @@ final class MessageBatcher {
     private let logger: Logger
     private let deliver: (Fanout) -> Void
     private var queue: [Waiting] = []
-    private var inFlight = false
+    private var inFlight = 0
+    /// Conversations in a transaction now: their next sends wait for it.
+    private var writing: Set<String> = []
+    static let maxInFlight = 2
+    /// The most transactions that ran at once.
+    private(set) var mostInFlight = 0
     // Their ratio is the mean batch size: how many sends share a transaction.
     private let committedBatches = Counter(label: "chat_message_batches_total")
     /// Transactions committed by this batcher (the counter above, readable here).
@@ -40,34 +46,66 @@ final class MessageBatcher {
         self.deliver = deliver
     }
 
-    var isIdle: Bool { !inFlight && queue.isEmpty }
+    var isIdle: Bool { inFlight == 0 && queue.isEmpty }
 
     func enqueue(_ waiting: Waiting) {
         queue.append(waiting)
-        if !inFlight { flush() }
+        // After every flush, either all transactions run or every queued send waits for its
+        // conversation: only a send into another conversation can start one.
+        if inFlight < Self.maxInFlight && !writing.contains(waiting.send.conversationID) { flush() }
     }
 
     private func flush() {
-        guard !queue.isEmpty else { return }
-        let batch = Array(queue.prefix(maxBatch))
-        queue.removeFirst(batch.count)
-        inFlight = true
+        while inFlight < Self.maxInFlight, let batch = nextBatch() { start(batch) }
+    }
+
+    /// The oldest sends into conversations not being written, `maxBatch` at most; nil when none.
+    private func nextBatch() -> [Waiting]? {
+        guard !queue.isEmpty else { return nil }
+        var batch: [Waiting] = []
+        var rest: [Waiting] = []
+        for waiting in queue {
+            if batch.count < maxBatch && !writing.contains(waiting.send.conversationID) { batch.append(waiting) } else { rest.append(waiting) }
+        }
+        guard !batch.isEmpty else { return nil }
+        queue = rest
+        return batch
+    }
+
+    private func start(_ batch: [Waiting]) {
+        inFlight += 1
+        mostInFlight = max(mostInFlight, inFlight)
         let sends = batch.map(\.send)
+        let conversations = Set(sends.map(\.conversationID))
+        writing.formUnion(conversations)
         let origin = instanceID
         let now = Date()
         blocked = blocked.filter { $0.value > now }
         let suspects = Set(blocked.keys)
-        database.submit("message_batch", on: loop, { c in try Self.store(sends, origin: origin, suspects: suspects, on: c) }) { [self] result in
-            inFlight = false
-            if case .success(let stored) = result {
+        let known = remembered.lookUp(conversations)
+        database.submit("message_batch", on: loop, { c in try Self.store(sends, known: known, origin: origin, suspects: suspects, on: c) }) { [self] result in
+            inFlight -= 1
+            writing.subtract(conversations)
+            switch result {
+            case .success(let stored):
                 let until = Date().addingTimeInterval(Self.suspectFor)
                 for id in stored.blocked { blocked[id] = until }
                 for id in stored.unblocked { blocked[id] = nil }
+                remembered.remember(stored.known)
+                conversationsNotRead += stored.unread
+            case .failure:
+                remembered.forget(known.keys)
             }
             complete(batch, result.map { ($0.results, $0.fanouts) })
             flush()
         }
     }
+
+    /// What this batcher's commits left in the conversations they wrote: the next batch into one skips
+    /// reading it, and the head update's filter catches a change made since by anyone else.
+    private var remembered = RememberedConversations(maxMembers: 200_000)
+    /// Conversations written without being read, thanks to `remembered`.
+    private(set) var conversationsNotRead = 0
 
     /// Conversations found blocked (conflicts past the retry budget, typically a crashed instance's
     /// transaction still open on them), until when: their sends go apart, so they do not hold back the rest.
@@ -87,6 +125,8 @@ final class MessageBatcher {
     struct Stored: Sendable {
         var results: [ChatStore.SendResult]
         var fanouts: [Fanout]
+        var known: [String: ChatStore.KnownConversation] = [:]
+        var unread = 0
         var blocked: Set<String> = []
         var unblocked: Set<String> = []
     }
@@ -96,7 +136,7 @@ final class MessageBatcher {
     /// that one blocked conversation does not hold back the others. Sends into `suspects` are tried
     /// apart, briefly. Sends into a blocked conversation are answered `unavailable` (the clients resend
     /// them with the same client id), never `internal`.
-    static func store(_ sends: [ChatStore.PendingSend], origin: String, suspects: Set<String>,
+    static func store(_ sends: [ChatStore.PendingSend], known: [String: ChatStore.KnownConversation] = [:], origin: String, suspects: Set<String>,
                       on c: MongoConnection) throws -> Stored {
         var out = Stored(results: [ChatStore.SendResult](repeating: .retryLater("not tried"), count: sends.count), fanouts: [])
         let (apart, together) = sends.indices.reduce(into: ([Int](), [Int]())) { acc, i in
@@ -106,9 +146,11 @@ final class MessageBatcher {
         /// Stores `indices` in one transaction; false when conflicts outlasted `retry`.
         func attempt(_ indices: [Int], _ retry: RetryPolicy) throws -> Bool {
             do {
-                let (results, fanouts) = try ChatStore.sendBatch(indices.map { sends[$0] }, origin: origin, now: Date(), retry: retry, on: c)
-                for (i, outcome) in zip(indices, results) { out.results[i] = outcome }
-                out.fanouts += fanouts
+                let batch = try ChatStore.sendBatch(indices.map { sends[$0] }, known: known, origin: origin, now: Date(), retry: retry, on: c)
+                for (i, outcome) in zip(indices, batch.results) { out.results[i] = outcome }
+                out.fanouts += batch.fanouts
+                out.known.merge(batch.known) { $1 }
+                out.unread += batch.unread
                 return true
             } catch let error as DatabaseError where error.isBusy {
                 for i in indices { out.results[i] = .retryLater("\(error)") }
@@ -165,6 +207,53 @@ final class MessageBatcher {
         case .failure(let error):
             let failure = RequestFailure(error, operation: "message_batch", logger: logger)
             for waiting in batch { waiting.session.fail(waiting.requestID, failure) }
+        }
+    }
+}
+
+/// Conversations as this process's commits left them (members, lastSeq, rev), bounded by the member
+/// ids held in all (a 1,000-member group costs a thousand): past `maxMembers`, the oldest half goes.
+struct RememberedConversations {
+    let maxMembers: Int
+    private var byID: [String: ChatStore.KnownConversation] = [:]
+    /// Insertion order; may name conversations forgotten since (skipped when dropping).
+    private var order: [String] = []
+    private(set) var members = 0
+
+    init(maxMembers: Int) { self.maxMembers = maxMembers }
+
+    var count: Int { byID.count }
+
+    func lookUp(_ ids: Set<String>) -> [String: ChatStore.KnownConversation] {
+        Dictionary(uniqueKeysWithValues: ids.compactMap { id in byID[id].map { (id, $0) } })
+    }
+
+    mutating func remember(_ known: [String: ChatStore.KnownConversation]) {
+        for (id, k) in known {
+            if let old = byID.updateValue(k, forKey: id) {
+                members -= old.conversation.members.count
+            } else {
+                order.append(id)
+            }
+            members += k.conversation.members.count
+        }
+        guard members > maxMembers || order.count > 2 * max(byID.count, 1_000) else { return }
+        var kept: [String] = []
+        var seen: Set<String> = []
+        let dropping = members > maxMembers ? byID.count / 2 : 0
+        for id in order where byID[id] != nil && seen.insert(id).inserted {
+            if seen.count <= dropping, let old = byID.removeValue(forKey: id) {
+                members -= old.conversation.members.count
+            } else {
+                kept.append(id)
+            }
+        }
+        order = kept
+    }
+
+    mutating func forget(_ ids: some Sequence<String>) {
+        for id in ids {
+            if let old = byID.removeValue(forKey: id) { members -= old.conversation.members.count }
         }
     }
 }

@@ -61,6 +61,11 @@ extension ChatStore {
                 throw ChatError.invalid("already members")
             }
             try tx.collection(conversations).updateOne(["_id": .string(id)], update)
+            if case .rename = change {} else {
+                // Members changed: message batches that kept this conversation's members from an
+                // earlier batch find the head's `rev` moved and read them again (see `sendBatch`).
+                try tx.collection(heads).updateOne(["_id": .string(id)], ["$inc": ["rev": .int64(1)]], upsert: true)
+            }
             let after = try loadWritten(id, on: tx)
             let audience = Array(Set(before.members + after.members)).sorted()
             return (after, try announce(after, to: audience, origin: origin, now: now, on: tx))
@@ -136,7 +141,9 @@ extension ChatStore {
         throws -> (conversation: Conversation, document: BSONDocument, hasHead: Bool) {
         guard var doc = try c.collection(conversations).findOne(["_id": .string(id)]) else { throw ChatError.notFound("no conversation \(id)") }
         var hasHead = false
-        if withHead, let head = try c.collection(heads).findOne(["_id": .string(id)]) {
+        // A head made by a change of members alone (`rev`, no messages yet) does not count: the
+        // conversation's own document still carries its lastMessage.
+        if withHead, let head = try c.collection(heads).findOne(["_id": .string(id)]), head["lastSeq"] != nil {
             doc = merged(doc, head: head)
             hasHead = true
         }

@@ -24,11 +24,37 @@ extension ChatStore {
         case retryLater(String)
     }
 
-    /// Stores many senders' messages in one transaction of five round trips, whatever the number of
-    /// conversations: one read of the conversations, one of their heads, one bulk of head updates
-    /// (the sequence counters), one insert of the messages, one of their `events` record (one for
-    /// the batch, unless it is very large). The sequence is gap-free because counters and messages
-    /// commit together.
+    /// What a committed batch knows about a conversation, so that the next batch into it need not
+    /// read it: its members and sequence as of that commit, and its head's `rev` (moved by every change
+    /// of members).
+    public struct KnownConversation: Sendable, Equatable {
+        public let conversation: Conversation
+        public let rev: Int64?
+        public init(conversation: Conversation, rev: Int64?) {
+            self.conversation = conversation
+            self.rev = rev
+        }
+    }
+
+    public struct BatchOutcome: Sendable {
+        public var results: [SendResult]
+        public var fanouts: [Fanout]
+        /// The conversations written, as this commit left them.
+        public var known: [String: KnownConversation]
+        /// Conversations written without reading them (taken from `known` and found unchanged).
+        public var unread = 0
+    }
+
+    /// Stores many senders' messages in one transaction, whatever the number of conversations: one
+    /// bulk of head updates (the sequence counters), one insert of the messages, one of their `events`
+    /// record (one for the batch, unless it is very large), and the commit. The sequence is gap-free
+    /// because counters and messages commit together.
+    ///
+    /// Conversations in `known` (what an earlier batch of this process committed) are not read: their
+    /// head update is conditional on the `lastSeq` and `rev` it left, so a head another writer moved
+    /// since (a message from another instance, a change of members) matches nothing, and just those
+    /// conversations are read and planned again in the same transaction. Others cost one read of the
+    /// conversations and one of their heads.
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
@@ -36,80 +62,140 @@ extension ChatStore {
     /// ack. The unique (conversation, seq) index likewise refuses sequence numbers a concurrent writer
     /// took first. Both, and write conflicts, are retried in `withTransaction`'s one loop, within
     /// `retry`; past it the batch fails with `DatabaseError.busy`.
-    public static func sendBatch(_ sends: [PendingSend], origin: String, now: Date, retry: RetryPolicy = .standard,
-                                 on c: MongoConnection) throws -> ([SendResult], [Fanout]) {
+    public static func sendBatch(_ sends: [PendingSend], known: [String: KnownConversation] = [:], origin: String, now: Date,
+                                 retry: RetryPolicy = .standard, on c: MongoConnection) throws -> BatchOutcome {
         try c.withTransaction(retry: retry, alsoRetry: { if case .duplicateKey = $0 { return true } else { return false } }) { tx, attempt in
-            let lookUpEarlier = attempt > 1
-            var results = [SendResult?](repeating: nil, count: sends.count)
+            // A retry trusts nothing remembered: it follows a conflict or a refused duplicate.
+            let trusted = attempt == 1 ? known : [:]
+            var state: [String: KnownConversation] = [:]
+            var expected: [String: KnownConversation] = [:]
             let ids = Set(sends.map(\.conversationID)).sorted()
-            var conversationsByID: [String: Conversation] = [:]
-            for doc in try withHeads(tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]]), on: tx) {
-                if let conv = decode(doc) { conversationsByID[conv.id] = conv }
+            for id in ids {
+                // Taken on trust only when every sender into it is among the members remembered.
+                guard let k = trusted[id], sends.allSatisfy({ $0.conversationID != id || k.conversation.members.contains($0.senderID) }) else { continue }
+                state[id] = k
+                expected[id] = k
             }
-            var known: [String: ChatMessage] = [:]
-            if lookUpEarlier {
+            func read(_ ids: [String]) throws {
+                guard !ids.isEmpty else { return }
+                let docs = try tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]])
+                var revs: [String: Int64] = [:]
+                var byID: [String: BSONDocument] = [:]
+                for head in try tx.collection(heads).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
+                    guard let id = head["_id"]?.stringValue else { continue }
+                    byID[id] = head
+                    if let rev = head["rev"]?.int64Value { revs[id] = rev }
+                }
+                for doc in docs {
+                    guard let id = doc["_id"]?.stringValue, let conv = decode(byID[id].map { merged(doc, head: $0) } ?? doc) else { continue }
+                    state[id] = KnownConversation(conversation: conv, rev: revs[id])
+                }
+            }
+            try read(ids.filter { state[$0] == nil })
+
+            var earlier: [String: ChatMessage] = [:]
+            if attempt > 1 {
                 // One lookup per (conversation, sender) on the unique index: equality prefixes the
                 // embedded database can serve from it.
                 let groups = Dictionary(grouping: sends) { [$0.conversationID, $0.senderID] }
                 for (key, group) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
                     let clientIDs = Set(group.map(\.clientID))
-                    let earlier = try tx.collection(messages).find([
+                    let found = try tx.collection(messages).find([
                         "conversationId": .string(key[0]), "senderId": .string(key[1]),
                         "clientId": ["$in": .array(clientIDs.map { .string($0) })],
                     ])
-                    for doc in earlier { if let m = message(doc) { known[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
+                    for doc in found { if let m = message(doc) { earlier[m.conversationID + "\u{0}" + m.senderID + "\u{0}" + m.clientID] = m } }
                 }
             }
 
+            var results = [SendResult?](repeating: nil, count: sends.count)
             var fresh: [String: [ChatMessage]] = [:]
-            var next: [String: Int64] = [:]
-            for (i, send) in sends.enumerated() {
-                guard let conversation = conversationsByID[send.conversationID] else {
-                    results[i] = .failed(.notFound("no conversation \(send.conversationID)"))
-                    continue
+            /// Sequence numbers for the sends into `conversationIDs`, from `state`.
+            func plan(_ conversationIDs: Set<String>) {
+                var next: [String: Int64] = [:]
+                var planned: [String: ChatMessage] = [:]
+                for id in conversationIDs { fresh[id] = nil }
+                for (i, send) in sends.enumerated() where conversationIDs.contains(send.conversationID) {
+                    guard let conversation = state[send.conversationID]?.conversation else {
+                        results[i] = .failed(.notFound("no conversation \(send.conversationID)"))
+                        continue
+                    }
+                    guard conversation.members.contains(send.senderID) else {
+                        results[i] = .failed(.forbidden("not a member of \(send.conversationID)"))
+                        continue
+                    }
+                    let key = send.conversationID + "\u{0}" + send.senderID + "\u{0}" + send.clientID
+                    if let stored = earlier[key] { results[i] = .stored(stored, fresh: false); continue }
+                    if let stored = planned[key] { results[i] = .stored(stored, fresh: false); continue }
+                    let seq = (next[send.conversationID] ?? conversation.lastSeq) + 1
+                    next[send.conversationID] = seq
+                    let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+                                        conversationID: send.conversationID, seq: seq, senderID: send.senderID,
+                                        clientID: send.clientID, text: send.text, createdAt: now)
+                    planned[key] = m
+                    fresh[send.conversationID, default: []].append(m)
+                    results[i] = .stored(m, fresh: true)
                 }
-                guard conversation.members.contains(send.senderID) else {
-                    results[i] = .failed(.forbidden("not a member of \(send.conversationID)"))
-                    continue
+            }
+            /// The head updates of `conversationIDs`: set, not incremented (a conversation stored before
+            /// heads existed goes on from the conversation's own lastSeq); conditional for the ones
+            /// taken on trust. A concurrent writer conflicts on the head (or on inserting it: duplicate
+            /// _id), and the unique (conversation, seq) index refuses its seqs.
+            func headUpdates(_ conversationIDs: [String]) -> [(filter: BSONDocument, update: BSONDocument, many: Bool, upsert: Bool)] {
+                conversationIDs.map { id in
+                    let last = fresh[id]!.last!
+                    var filter: BSONDocument = ["_id": .string(id)]
+                    if let was = expected[id] {
+                        filter["lastSeq"] = .int64(was.conversation.lastSeq)
+                        filter["rev"] = was.rev.map(BSONValue.int64) ?? .null
+                    }
+                    return (filter, ["$set": [
+                        "lastSeq": .int64(last.seq), "updatedAt": .date(now),
+                        "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
+                                        "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
+                                        "createdAt": .date(now)],
+                    ]], false, expected[id] == nil)
                 }
-                let key = send.conversationID + "\u{0}" + send.senderID + "\u{0}" + send.clientID
-                if let stored = known[key] { results[i] = .stored(stored, fresh: false); continue }
-                let seq = (next[send.conversationID] ?? conversation.lastSeq) + 1
-                next[send.conversationID] = seq
-                let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
-                                    conversationID: send.conversationID, seq: seq, senderID: send.senderID,
-                                    clientID: send.clientID, text: send.text, createdAt: now)
-                known[key] = m
-                fresh[send.conversationID, default: []].append(m)
-                results[i] = .stored(m, fresh: true)
             }
-            guard !fresh.isEmpty else { return (results.map { $0 ?? .failed(.invalid("not processed")) }, []) }
-
-            // The head is set, not incremented: a conversation stored before heads existed goes on
-            // from the conversation's own lastSeq. A concurrent writer conflicts on the head (or on
-            // inserting it: duplicate _id), and the unique (conversation, seq) index refuses its seqs.
-            let counters: [(filter: BSONDocument, update: BSONDocument)] = fresh.keys.sorted().map { id in
-                let last = fresh[id]!.last!
-                return (["_id": .string(id)],
-                        ["$set": [
-                            "lastSeq": .int64(last.seq), "updatedAt": .date(now),
-                            "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
-                                            "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
-                                            "createdAt": .date(now)],
-                        ]])
+            plan(Set(ids))
+            let written = fresh.keys.sorted()
+            if try tx.collection(heads).bulkUpdate(headUpdates(written)) != Int64(written.count) {
+                // Heads that moved since they were remembered matched nothing (the others are written,
+                // with this batch's last message id): read those conversations and plan them again.
+                let trustedIDs = written.filter { expected[$0] != nil }
+                var moved = Set(trustedIDs)
+                for head in try tx.collection(heads).find(["_id": ["$in": .array(trustedIDs.map { .string($0) })]]) {
+                    if let id = head["_id"]?.stringValue, head["lastMessage"]?.documentValue?["messageId"]?.stringValue == fresh[id]?.last?.id {
+                        moved.remove(id)
+                    }
+                }
+                guard !moved.isEmpty else { throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq") }
+                for id in moved { expected[id] = nil; state[id] = nil }
+                try read(moved.sorted())
+                plan(moved)
+                let again = moved.filter { fresh[$0] != nil }.sorted()
+                guard try tx.collection(heads).bulkUpdate(headUpdates(again)) == Int64(again.count) else {
+                    throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
+                }
             }
-            guard try tx.collection(heads).bulkUpdateOne(counters, upsert: true) == Int64(counters.count) else {
-                throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
-            }
+            let outcomes = results.map { $0 ?? .failed(.invalid("not processed")) }
+            guard !fresh.isEmpty else { return BatchOutcome(results: outcomes, fanouts: [], known: [:]) }
             // Another writer took these sequence numbers first: the unique index refuses them and the
             // whole transaction, counters included, is retried.
-            try tx.collection(messages).insertMany(fresh.keys.sorted().flatMap { fresh[$0]!.map(document) })
-            let batches = fresh.keys.sorted().map { id in
-                fresh[id]!.map { Fanout(.message($0), recipients: conversationsByID[id]!.members) }
+            let order = fresh.keys.sorted()
+            try tx.collection(messages).insertMany(order.flatMap { fresh[$0]!.map(document) })
+            let batches = order.map { id in
+                fresh[id]!.map { Fanout(.message($0), recipients: state[id]!.conversation.members) }
             }
             try tx.collection(events).insertMany(batchEventDocuments(batches, origin: origin, now: now))
-            let fanouts = batches.flatMap { $0 }
-            return (results.map { $0 ?? .failed(.invalid("not processed")) }, fanouts)
+            var left: [String: KnownConversation] = [:]
+            for id in order {
+                var conversation = state[id]!.conversation
+                conversation.lastSeq = fresh[id]!.last!.seq
+                left[id] = KnownConversation(conversation: conversation, rev: state[id]!.rev)
+            }
+            return BatchOutcome(results: outcomes, fanouts: batches.flatMap { $0 }, known: left,
+                                unread: order.filter { expected[$0] != nil }.count)
         }
     }
 

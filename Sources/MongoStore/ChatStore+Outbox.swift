@@ -79,11 +79,8 @@ extension ChatStore {
     }
 
     /// Other instances' outbox records, as fan-outs (the pipeline drops `origin`'s own: it delivered them).
-    public static func outboxFeed(database: Database, excludingOrigin origin: String, logger: Logger,
-                                  _ handler: @escaping @Sendable ([Fanout]) -> Void) -> ChangeFeed {
-        ChangeFeed(database: database, collection: events, pipeline: [
-            ["$match": ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(origin)]]],
-        ], logger: logger) { change in
+    public static func outboxFeed(excludingOrigin origin: String, _ handler: @escaping @Sendable ([Fanout]) -> Void) -> ChangeFeed.Route {
+        ChangeFeed.Route(collection: events, match: ["operationType": .string("insert"), "fullDocument.origin": ["$ne": .string(origin)]]) { change in
             guard let doc = change["fullDocument"]?.documentValue, let (_, fanouts) = fanouts(fromEvent: doc) else { return }
             handler(fanouts)
         }

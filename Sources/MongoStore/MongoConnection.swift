@@ -18,6 +18,13 @@ public final class MongoConnection {
         self.ledger = ledger
     }
 
+    /// The database handle, for the length of `body`.
+    func withDatabase<T>(_ body: (OpaquePointer) -> T) -> T {
+        let db = mongoc_client_get_database(client, databaseName)!
+        defer { mongoc_database_destroy(db) }
+        return body(db)
+    }
+
     public func collection(_ name: String) -> MongoCollection {
         MongoCollection(client: client, database: databaseName, name: name, session: session)
     }

@@ -358,21 +358,17 @@ public enum PresenceStore {
     // MARK: change streams
 
     /// Presence changes (and deletions) of users written by any instance or webhook.
-    public static func userChanges(database: Database, logger: Logger,
-                                   _ handler: @escaping @Sendable (PresenceSnapshot, _ deleted: Bool) -> Void) -> ChangeFeed {
-        ChangeFeed(database: database, collection: UserStore.users, pipeline: [
-            ["$match": ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]],
-        ], logger: logger) { change in
+    public static func userChanges(_ handler: @escaping @Sendable (PresenceSnapshot, _ deleted: Bool) -> Void) -> ChangeFeed.Route {
+        ChangeFeed.Route(collection: UserStore.users,
+                         match: ["operationType": ["$in": .array([.string("insert"), .string("update"), .string("replace")])]]) { change in
             guard let doc = change["fullDocument"]?.documentValue, let snapshot = snapshot(doc) else { return }
             handler(snapshot, doc["deleted"]?.boolValue ?? false)
         }
     }
 
     /// Clerk sessions ended (their id), as webhooks record them on any instance.
-    public static func endedSessions(database: Database, logger: Logger, _ handler: @escaping @Sendable (String) -> Void) -> ChangeFeed {
-        ChangeFeed(database: database, collection: revokedSessions, pipeline: [
-            ["$match": ["operationType": .string("insert")]],
-        ], logger: logger) { change in
+    public static func endedSessions(_ handler: @escaping @Sendable (String) -> Void) -> ChangeFeed.Route {
+        ChangeFeed.Route(collection: revokedSessions, match: ["operationType": .string("insert")]) { change in
             guard let id = change["documentKey"]?.documentValue?["_id"]?.stringValue else { return }
             handler(id)
         }

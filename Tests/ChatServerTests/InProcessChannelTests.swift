@@ -1,4 +1,6 @@
 @testable import ChatServer
+import ChatDomain
+import MongoStore
 import ChatTesting
 import Foundation
 import Testing
@@ -67,6 +69,29 @@ import Testing
         #expect(batches < 50, "100 sends took \(batches) transactions")
     }
 
+    @Test func twoConversationsAreWrittenAtOnceAndEachStaysInOrder() throws {
+        let chat = try InProcessChat(feeds: false)
+        for user in ["u1", "u2", "u3"] { try chat.createUser(user) }
+        let u1 = try chat.connect(as: "u1")
+        func open(_ other: String) throws -> String {
+            let reply = try u1.call("conversation.direct", ["userId": other])
+            return try #require(((reply["data"] as? [String: Any])?["conversation"] as? [String: Any])?["conversationId"] as? String)
+        }
+        let ids = [try open("u2"), try open("u3")]
+        var requests: [(conversation: String, request: String)] = []
+        for n in 0..<60 {
+            let id = ids[n % 2]
+            requests.append((id, u1.request("message.send", ["conversationId": id, "clientId": "m\(n)", "text": "x"])))
+        }
+        var seqs: [String: [Int]] = [:]
+        for (id, request) in requests {
+            let ack = try u1.reply(to: request, timeout: 30)
+            seqs[id, default: []].append(try #require((ack["data"] as? [String: Any])?["seq"] as? Int, "\(ack)"))
+        }
+        for id in ids { #expect(seqs[id] == Array(1...30), "each conversation gap-free, in the order sent") }
+        #expect(chat.channel.requests.batcher.mostInFlight == 2, "the two conversations were written at once")
+    }
+
     @Test func presenceIsCountedAcrossConnectionsAndCoalesced() throws {
         let chat = try InProcessChat(feeds: false)
         try chat.createUser("alice")
@@ -122,5 +147,68 @@ import Testing
         #expect(onA == [1, 2, 3, 4, 5], "the sender's instance delivers its own messages once")
         #expect(aliceElsewhere.events("conversation").count == createdCount,
                 "and its other events once too (not again from the change stream)")
+    }
+}
+
+/// The message batcher remembers what its commits left in a conversation (members, lastSeq) and does
+/// not read it again; these are the guarantees that memory could break.
+@Suite struct RememberedConversationTests {
+    @Test func anotherInstancesMessagesAndMemberChangesAreNotMissed() throws {
+        let a = try InProcessChat(feeds: false)
+        let b = try InProcessChat(uri: a.database.uri.text, keys: a.keys, feeds: false)
+        for user in ["alice", "bob", "carol"] { try a.createUser(user) }
+        let bobOnA = try a.connect(as: "bob")
+        let aliceOnB = try b.connect(as: "alice")
+        let carolOnB = try b.connect(as: "carol")
+        let created = try aliceOnB.call("conversation.create", ["name": "trio", "members": ["bob", "carol"]])
+        let id = try #require(((created["data"] as? [String: Any])?["conversation"] as? [String: Any])?["conversationId"] as? String)
+        func seq(_ reply: [String: Any]) -> Int? { (reply["data"] as? [String: Any])?["seq"] as? Int }
+
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b1", "text": "1"])) == 1)
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b2", "text": "2"])) == 2)
+        let batcher = a.channel.requests.batcher
+        #expect(batcher.conversationsNotRead == 1, "the second send did not read the conversation again")
+
+        // B writes seqs 3 and 4: A's memory (lastSeq 2) is stale, and A must go on from 4.
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c1", "text": "3"])) == 3)
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c2", "text": "4"])) == 4)
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b3", "text": "5"])) == 5)
+        #expect(batcher.conversationsNotRead == 1, "a head moved by another instance is read again")
+        #expect(seq(try bobOnA.call("message.send", ["conversationId": id, "clientId": "b4", "text": "6"])) == 6)
+        #expect(batcher.conversationsNotRead == 2)
+
+        // B removes bob: A remembers him as a member, and must refuse his next message.
+        let removed = try aliceOnB.call("conversation.remove", ["conversationId": id, "userId": "bob"])
+        #expect(removed["type"] as? String == "ok", "\(removed)")
+        let refused = try bobOnA.call("message.send", ["conversationId": id, "clientId": "b5", "text": "gone"])
+        #expect(refused["code"] as? String == "forbidden", "\(refused)")
+        #expect(seq(try carolOnB.call("message.send", ["conversationId": id, "clientId": "c3", "text": "7"])) == 7)
+
+        let history = try aliceOnB.call("history", ["conversationId": id, "limit": 50])
+        let stored = ((history["data"] as? [String: Any])?["messages"] as? [[String: Any]])?.compactMap { $0["seq"] as? Int }
+        #expect(stored == Array(1...7), "gap-free, no duplicate")
+    }
+}
+
+@Suite struct RememberedConversationsBoundTests {
+    static func known(_ id: String, members: Int) -> ChatStore.KnownConversation {
+        ChatStore.KnownConversation(conversation: Conversation(id: id, kind: .group, name: nil, members: (0..<members).map { "u\($0)" },
+                                                               lastSeq: 1, updatedAt: Date()), rev: nil)
+    }
+
+    @Test func memberIDsHeldStayUnderTheBoundAndTheOldestGoFirst() {
+        var remembered = RememberedConversations(maxMembers: 1_000)
+        for n in 0..<30 { remembered.remember(["c\(n)": Self.known("c\(n)", members: 100)]) }
+        #expect(remembered.members <= 1_000)
+        #expect(remembered.lookUp(["c29"]).count == 1, "the newest is kept")
+        #expect(remembered.lookUp(["c0", "c1", "c2"]).isEmpty, "the oldest went")
+        remembered.forget(["c29"])
+        #expect(remembered.lookUp(["c29"]).isEmpty)
+        // Forgetting and remembering again many times does not grow it.
+        for _ in 0..<10_000 {
+            remembered.forget(["c28"])
+            remembered.remember(["c28": Self.known("c28", members: 2)])
+        }
+        #expect(remembered.count <= 11)
     }
 }
