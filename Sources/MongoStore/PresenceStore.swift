@@ -133,10 +133,12 @@ public enum PresenceStore {
         var operations = 0
         let sessions = Array(Set(batch.compactMap(\.sessionID))).sorted()
         var revoked: Set<String> = []
-        for chunk in inChunks(sessions) {
+        if !sessions.isEmpty {
+            // One `$in` for all: only the documents found are checked against the list, and revoked
+            // sessions are few (unlike the users and records below, found for every value).
             operations += 1
-            revoked.formUnion(try c.collection(revokedSessions).find(["_id": ["$in": .array(chunk.map { .string($0) })]],
-                                                                     projection: ["_id": .int32(1)]).compactMap { $0["_id"]?.stringValue })
+            revoked = Set(try c.collection(revokedSessions).find(["_id": ["$in": .array(sessions.map { .string($0) })]],
+                                                                 projection: ["_id": .int32(1)]).compactMap { $0["_id"]?.stringValue })
         }
         var live: [Int] = []
         for (i, request) in batch.enumerated() {
