@@ -5,11 +5,10 @@ import Metrics
 import MongoStore
 import ServiceLoop
 
-/// Group commit for chat messages (service thread): sends queue up while a transaction is in flight
-/// and go together in the next, so many senders share each database round trip. An idle server
-/// writes a lone message at once; a busy one writes hundreds per transaction. Up to `maxInFlight`
-/// transactions run at once, on different conversations (a conversation is in one at a time, so its
-/// sends commit in order). An ack is sent only after its transaction committed.
+/// Group commit for chat messages (service thread): sends queue up while one transaction is in
+/// flight and go together in the next, so many senders share each database round trip. An idle
+/// server writes a lone message at once; a busy one writes hundreds per transaction. An ack is sent
+/// only after its transaction committed.
 final class MessageBatcher {
     struct Waiting {
         let session: ChatSession
@@ -24,12 +23,7 @@ final class MessageBatcher {
     private let logger: Logger
     private let deliver: (Fanout) -> Void
     private var queue: [Waiting] = []
-    private var inFlight = 0
-    /// Conversations in a transaction now: their next sends wait for it.
-    private var writing: Set<String> = []
-    static let maxInFlight = 2
-    /// The most transactions that ran at once.
-    private(set) var mostInFlight = 0
+    private var inFlight = false
     // Their ratio is the mean batch size: how many sends share a transaction.
     private let committedBatches = Counter(label: "chat_message_batches_total")
     /// Transactions committed by this batcher (the counter above, readable here).
@@ -46,46 +40,26 @@ final class MessageBatcher {
         self.deliver = deliver
     }
 
-    var isIdle: Bool { inFlight == 0 && queue.isEmpty }
+    var isIdle: Bool { !inFlight && queue.isEmpty }
 
     func enqueue(_ waiting: Waiting) {
         queue.append(waiting)
-        // After every flush, either all transactions run or every queued send waits for its
-        // conversation: only a send into another conversation can start one.
-        if inFlight < Self.maxInFlight && !writing.contains(waiting.send.conversationID) { flush() }
+        if !inFlight { flush() }
     }
 
     private func flush() {
-        while inFlight < Self.maxInFlight, let batch = nextBatch() { start(batch) }
-    }
-
-    /// The oldest sends into conversations not being written, `maxBatch` at most; nil when none.
-    private func nextBatch() -> [Waiting]? {
-        guard !queue.isEmpty else { return nil }
-        var batch: [Waiting] = []
-        var rest: [Waiting] = []
-        for waiting in queue {
-            if batch.count < maxBatch && !writing.contains(waiting.send.conversationID) { batch.append(waiting) } else { rest.append(waiting) }
-        }
-        guard !batch.isEmpty else { return nil }
-        queue = rest
-        return batch
-    }
-
-    private func start(_ batch: [Waiting]) {
-        inFlight += 1
-        mostInFlight = max(mostInFlight, inFlight)
+        guard !queue.isEmpty else { return }
+        let batch = Array(queue.prefix(maxBatch))
+        queue.removeFirst(batch.count)
+        inFlight = true
         let sends = batch.map(\.send)
-        let conversations = Set(sends.map(\.conversationID))
-        writing.formUnion(conversations)
         let origin = instanceID
         let now = Date()
         blocked = blocked.filter { $0.value > now }
         let suspects = Set(blocked.keys)
-        let known = remembered.lookUp(conversations)
+        let known = remembered.lookUp(Set(sends.map(\.conversationID)))
         database.submit("message_batch", on: loop, { c in try Self.store(sends, known: known, origin: origin, suspects: suspects, on: c) }) { [self] result in
-            inFlight -= 1
-            writing.subtract(conversations)
+            inFlight = false
             switch result {
             case .success(let stored):
                 let until = Date().addingTimeInterval(Self.suspectFor)

@@ -69,29 +69,6 @@ import Testing
         #expect(batches < 50, "100 sends took \(batches) transactions")
     }
 
-    @Test func twoConversationsAreWrittenAtOnceAndEachStaysInOrder() throws {
-        let chat = try InProcessChat(feeds: false)
-        for user in ["u1", "u2", "u3"] { try chat.createUser(user) }
-        let u1 = try chat.connect(as: "u1")
-        func open(_ other: String) throws -> String {
-            let reply = try u1.call("conversation.direct", ["userId": other])
-            return try #require(((reply["data"] as? [String: Any])?["conversation"] as? [String: Any])?["conversationId"] as? String)
-        }
-        let ids = [try open("u2"), try open("u3")]
-        var requests: [(conversation: String, request: String)] = []
-        for n in 0..<60 {
-            let id = ids[n % 2]
-            requests.append((id, u1.request("message.send", ["conversationId": id, "clientId": "m\(n)", "text": "x"])))
-        }
-        var seqs: [String: [Int]] = [:]
-        for (id, request) in requests {
-            let ack = try u1.reply(to: request, timeout: 30)
-            seqs[id, default: []].append(try #require((ack["data"] as? [String: Any])?["seq"] as? Int, "\(ack)"))
-        }
-        for id in ids { #expect(seqs[id] == Array(1...30), "each conversation gap-free, in the order sent") }
-        #expect(chat.channel.requests.batcher.mostInFlight == 2, "the two conversations were written at once")
-    }
-
     @Test func presenceIsCountedAcrossConnectionsAndCoalesced() throws {
         let chat = try InProcessChat(feeds: false)
         try chat.createUser("alice")
