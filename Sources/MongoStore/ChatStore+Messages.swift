@@ -41,20 +41,20 @@ extension ChatStore {
         public var fanouts: [Fanout]
         /// The conversations written, as this commit left them.
         public var known: [String: KnownConversation]
-        /// Conversations written without reading them (taken from `known` and found unchanged).
+        /// Conversations written without reading their documents (members from `known`, rev unchanged).
         public var unread = 0
     }
 
     /// Stores many senders' messages in one transaction, whatever the number of conversations: one
-    /// bulk of head updates (the sequence counters), one insert of the messages, one of their `events`
-    /// record (one for the batch, unless it is very large), and the commit. The sequence is gap-free
-    /// because counters and messages commit together.
+    /// read of their heads, one of the conversations not in `known`, one bulk of head updates (the
+    /// sequence counters), one insert of the messages, one of their `events` record (one for the
+    /// batch, unless it is very large), and the commit. The sequence is gap-free because counters and
+    /// messages commit together.
     ///
-    /// Conversations in `known` (what an earlier batch of this process committed) are not read: their
-    /// head update is conditional on the `lastSeq` and `rev` it left, so a head another writer moved
-    /// since (a message from another instance, a change of members) matches nothing, and just those
-    /// conversations are read and planned again in the same transaction. Others cost one read of the
-    /// conversations and one of their heads.
+    /// `known` is what earlier batches of this process committed: a conversation whose head still
+    /// carries the `rev` remembered (every change of members moves it) keeps the members remembered,
+    /// and its document (up to 1,000 member ids) is not read again. Every filter is `_id` alone: the
+    /// embedded database scans the whole collection for any other field.
     ///
     /// A resend of a stored client id is rare (a lost ack), so the first try does not look for earlier
     /// sends: the unique (conversation, sender, clientId) index refuses a duplicate, and the retry
@@ -65,33 +65,30 @@ extension ChatStore {
     public static func sendBatch(_ sends: [PendingSend], known: [String: KnownConversation] = [:], origin: String, now: Date,
                                  retry: RetryPolicy = .standard, on c: MongoConnection) throws -> BatchOutcome {
         try c.withTransaction(retry: retry, alsoRetry: { if case .duplicateKey = $0 { return true } else { return false } }) { tx, attempt in
-            // A retry trusts nothing remembered: it follows a conflict or a refused duplicate.
-            let trusted = attempt == 1 ? known : [:]
-            var state: [String: KnownConversation] = [:]
-            var expected: [String: KnownConversation] = [:]
             let ids = Set(sends.map(\.conversationID)).sorted()
+            var headsByID: [String: BSONDocument] = [:]
+            for head in try tx.collection(heads).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
+                if let id = head["_id"]?.stringValue { headsByID[id] = head }
+            }
+            var state: [String: KnownConversation] = [:]
+            var trusted: Set<String> = []
             for id in ids {
-                // Taken on trust only when every sender into it is among the members remembered.
-                guard let k = trusted[id], sends.allSatisfy({ $0.conversationID != id || k.conversation.members.contains($0.senderID) }) else { continue }
-                state[id] = k
-                expected[id] = k
+                // Members remembered are good while the head's rev has not moved and knows every sender.
+                guard let k = known[id], let head = headsByID[id], let lastSeq = head["lastSeq"]?.int64Value,
+                      k.rev == head["rev"]?.int64Value,
+                      sends.allSatisfy({ $0.conversationID != id || k.conversation.members.contains($0.senderID) }) else { continue }
+                var conversation = k.conversation
+                conversation.lastSeq = lastSeq
+                state[id] = KnownConversation(conversation: conversation, rev: k.rev)
+                trusted.insert(id)
             }
-            func read(_ ids: [String]) throws {
-                guard !ids.isEmpty else { return }
-                let docs = try tx.collection(conversations).find(["_id": ["$in": .array(ids.map { .string($0) })]])
-                var revs: [String: Int64] = [:]
-                var byID: [String: BSONDocument] = [:]
-                for head in try tx.collection(heads).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
-                    guard let id = head["_id"]?.stringValue else { continue }
-                    byID[id] = head
-                    if let rev = head["rev"]?.int64Value { revs[id] = rev }
-                }
-                for doc in docs {
-                    guard let id = doc["_id"]?.stringValue, let conv = decode(byID[id].map { merged(doc, head: $0) } ?? doc) else { continue }
-                    state[id] = KnownConversation(conversation: conv, rev: revs[id])
+            let toRead = ids.filter { state[$0] == nil }
+            if !toRead.isEmpty {
+                for doc in try tx.collection(conversations).find(["_id": ["$in": .array(toRead.map { .string($0) })]]) {
+                    guard let id = doc["_id"]?.stringValue, let conv = decode(headsByID[id].map { merged(doc, head: $0) } ?? doc) else { continue }
+                    state[id] = KnownConversation(conversation: conv, rev: headsByID[id]?["rev"]?.int64Value)
                 }
             }
-            try read(ids.filter { state[$0] == nil })
 
             var earlier: [String: ChatMessage] = [:]
             if attempt > 1 {
@@ -110,79 +107,49 @@ extension ChatStore {
 
             var results = [SendResult?](repeating: nil, count: sends.count)
             var fresh: [String: [ChatMessage]] = [:]
-            /// Sequence numbers for the sends into `conversationIDs`, from `state`.
-            func plan(_ conversationIDs: Set<String>) {
-                var next: [String: Int64] = [:]
-                var planned: [String: ChatMessage] = [:]
-                for id in conversationIDs { fresh[id] = nil }
-                for (i, send) in sends.enumerated() where conversationIDs.contains(send.conversationID) {
-                    guard let conversation = state[send.conversationID]?.conversation else {
-                        results[i] = .failed(.notFound("no conversation \(send.conversationID)"))
-                        continue
-                    }
-                    guard conversation.members.contains(send.senderID) else {
-                        results[i] = .failed(.forbidden("not a member of \(send.conversationID)"))
-                        continue
-                    }
-                    let key = send.conversationID + "\u{0}" + send.senderID + "\u{0}" + send.clientID
-                    if let stored = earlier[key] { results[i] = .stored(stored, fresh: false); continue }
-                    if let stored = planned[key] { results[i] = .stored(stored, fresh: false); continue }
-                    let seq = (next[send.conversationID] ?? conversation.lastSeq) + 1
-                    next[send.conversationID] = seq
-                    let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
-                                        conversationID: send.conversationID, seq: seq, senderID: send.senderID,
-                                        clientID: send.clientID, text: send.text, createdAt: now)
-                    planned[key] = m
-                    fresh[send.conversationID, default: []].append(m)
-                    results[i] = .stored(m, fresh: true)
+            var next: [String: Int64] = [:]
+            for (i, send) in sends.enumerated() {
+                guard let conversation = state[send.conversationID]?.conversation else {
+                    results[i] = .failed(.notFound("no conversation \(send.conversationID)"))
+                    continue
                 }
-            }
-            /// The head updates of `conversationIDs`: set, not incremented (a conversation stored before
-            /// heads existed goes on from the conversation's own lastSeq); conditional for the ones
-            /// taken on trust. A concurrent writer conflicts on the head (or on inserting it: duplicate
-            /// _id), and the unique (conversation, seq) index refuses its seqs.
-            func headUpdates(_ conversationIDs: [String]) -> [(filter: BSONDocument, update: BSONDocument, many: Bool, upsert: Bool)] {
-                conversationIDs.map { id in
-                    let last = fresh[id]!.last!
-                    var filter: BSONDocument = ["_id": .string(id)]
-                    if let was = expected[id] {
-                        filter["lastSeq"] = .int64(was.conversation.lastSeq)
-                        filter["rev"] = was.rev.map(BSONValue.int64) ?? .null
-                    }
-                    return (filter, ["$set": [
-                        "lastSeq": .int64(last.seq), "updatedAt": .date(now),
-                        "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
-                                        "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
-                                        "createdAt": .date(now)],
-                    ]], false, expected[id] == nil)
+                guard conversation.members.contains(send.senderID) else {
+                    results[i] = .failed(.forbidden("not a member of \(send.conversationID)"))
+                    continue
                 }
-            }
-            plan(Set(ids))
-            let written = fresh.keys.sorted()
-            if try tx.collection(heads).bulkUpdate(headUpdates(written)) != Int64(written.count) {
-                // Heads that moved since they were remembered matched nothing (the others are written,
-                // with this batch's last message id): read those conversations and plan them again.
-                let trustedIDs = written.filter { expected[$0] != nil }
-                var moved = Set(trustedIDs)
-                for head in try tx.collection(heads).find(["_id": ["$in": .array(trustedIDs.map { .string($0) })]]) {
-                    if let id = head["_id"]?.stringValue, head["lastMessage"]?.documentValue?["messageId"]?.stringValue == fresh[id]?.last?.id {
-                        moved.remove(id)
-                    }
-                }
-                guard !moved.isEmpty else { throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq") }
-                for id in moved { expected[id] = nil; state[id] = nil }
-                try read(moved.sorted())
-                plan(moved)
-                let again = moved.filter { fresh[$0] != nil }.sorted()
-                guard try tx.collection(heads).bulkUpdate(headUpdates(again)) == Int64(again.count) else {
-                    throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
-                }
+                let key = send.conversationID + "\u{0}" + send.senderID + "\u{0}" + send.clientID
+                if let stored = earlier[key] { results[i] = .stored(stored, fresh: false); continue }
+                let seq = (next[send.conversationID] ?? conversation.lastSeq) + 1
+                next[send.conversationID] = seq
+                let m = ChatMessage(id: "m_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+                                    conversationID: send.conversationID, seq: seq, senderID: send.senderID,
+                                    clientID: send.clientID, text: send.text, createdAt: now)
+                earlier[key] = m
+                fresh[send.conversationID, default: []].append(m)
+                results[i] = .stored(m, fresh: true)
             }
             let outcomes = results.map { $0 ?? .failed(.invalid("not processed")) }
             guard !fresh.isEmpty else { return BatchOutcome(results: outcomes, fanouts: [], known: [:]) }
+
+            // The head is set, not incremented: a conversation stored before heads existed goes on
+            // from the conversation's own lastSeq. A concurrent writer conflicts on the head (or on
+            // inserting it: duplicate _id), and the unique (conversation, seq) index refuses its seqs.
+            let order = fresh.keys.sorted()
+            let counters: [(filter: BSONDocument, update: BSONDocument)] = order.map { id in
+                let last = fresh[id]!.last!
+                return (["_id": .string(id)],
+                        ["$set": [
+                            "lastSeq": .int64(last.seq), "updatedAt": .date(now),
+                            "lastMessage": ["messageId": .string(last.id), "seq": .int64(last.seq), "senderId": .string(last.senderID),
+                                            "text": .string(String(last.text?.prefix(200) ?? "")), "deleted": .bool(false),
+                                            "createdAt": .date(now)],
+                        ]])
+            }
+            guard try tx.collection(heads).bulkUpdateOne(counters, upsert: true) == Int64(counters.count) else {
+                throw DatabaseError.failed(domain: 0, code: 112, message: "WriteConflict on lastSeq")
+            }
             // Another writer took these sequence numbers first: the unique index refuses them and the
             // whole transaction, counters included, is retried.
-            let order = fresh.keys.sorted()
             try tx.collection(messages).insertMany(order.flatMap { fresh[$0]!.map(document) })
             let batches = order.map { id in
                 fresh[id]!.map { Fanout(.message($0), recipients: state[id]!.conversation.members) }
@@ -195,7 +162,7 @@ extension ChatStore {
                 left[id] = KnownConversation(conversation: conversation, rev: state[id]!.rev)
             }
             return BatchOutcome(results: outcomes, fanouts: batches.flatMap { $0 }, known: left,
-                                unread: order.filter { expected[$0] != nil }.count)
+                                unread: order.filter(trusted.contains).count)
         }
     }
 

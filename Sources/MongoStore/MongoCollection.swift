@@ -95,12 +95,6 @@ public final class MongoCollection {
     /// count (with `upsert`, matched plus inserted).
     @discardableResult
     public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
-        try bulkUpdate(updates.map { ($0.filter, $0.update, $0.many, upsert) })
-    }
-
-    /// Updates each with its own `upsert`, in one round trip (unordered). Returns matched plus inserted.
-    @discardableResult
-    public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool, upsert: Bool)]) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
         let reply = chat_bson_reply_new()!
         defer { chat_bson_reply_free(reply) }
@@ -108,8 +102,8 @@ public final class MongoCollection {
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
         // Per-operation options: no session here (the bulk's own options carry it).
-        for (filter, update, many, upsert) in updates {
-            let options: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
+        let options: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
+        for (filter, update, many) in updates {
             let added = filter.withBSON { f in
                 update.withBSON { u in
                     options.withBSON { opts in
