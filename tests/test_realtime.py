@@ -212,6 +212,19 @@ def masked_text(obj):
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def flood_until_closed(s):
+    """Sends 60 pings (past a rate limit of 5/s with a burst of 5) and reads until the server's close
+    frame; returns what was read."""
+    s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))
+    s.settimeout(10)
+    received = b""
+    while b"\x88" not in received:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed without a close frame"
+        received += chunk
+    return received
+
+
 def test_the_server_waits_for_the_close_ack_while_the_client_still_sends(mongo_uri):
     """After its close frame the server keeps the socket until the client's close (frames that arrive
     meanwhile are dropped): closing at once would answer them with a TCP reset, which can discard the
@@ -219,13 +232,7 @@ def test_the_server_waits_for_the_close_ack_while_the_client_still_sends(mongo_u
     server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
     try:
         s = raw_ws_client(server.port, ISSUER.token(user_id()))
-        s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))
-        s.settimeout(10)
-        received = b""
-        while b"\x88" not in received:
-            chunk = s.recv(65536)
-            assert chunk, "connection closed without a close frame"
-            received += chunk
+        received = flood_until_closed(s)
         assert received[received.rindex(b"\x88") + 2:][:2] == struct.pack(">H", 4008)
         s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))   # still sending
         s.settimeout(1)
@@ -246,13 +253,7 @@ def test_the_wait_for_the_close_ack_is_bounded(mongo_uri):
     server = Server(mongo_uri, env={**ISSUER.env(), "WS_RATE_LIMIT": "5", "WS_RATE_BURST": "5"})
     try:
         s = raw_ws_client(server.port, ISSUER.token(user_id()))
-        s.sendall(b"".join(masked_text({"type": "ping"}) for _ in range(60)))
-        s.settimeout(10)
-        received = b""
-        while b"\x88" not in received:
-            chunk = s.recv(65536)
-            assert chunk, "connection closed without a close frame"
-            received += chunk
+        flood_until_closed(s)
         closed_at = time.monotonic()
         s.settimeout(12)
         while True:   # what else was queued, then EOF (no ack from us)
