@@ -75,8 +75,8 @@ final class MessageBatcher {
         }
     }
 
-    /// What this batcher's commits left in the conversations they wrote: the next batch into one skips
-    /// reading it, and the head update's filter catches a change made since by anyone else.
+    /// The members of the conversations this batcher's commits wrote: the next batch into one does not
+    /// read its document while the head's `rev` (moved by every change of members) is unchanged.
     private var remembered = RememberedConversations(maxMembers: 200_000)
     /// Conversations written without being read, thanks to `remembered`.
     private(set) var conversationsNotRead = 0
@@ -185,7 +185,7 @@ final class MessageBatcher {
     }
 }
 
-/// Conversations as this process's commits left them (members, lastSeq, rev), bounded by the member
+/// Conversations as this process's commits left them (members, rev), bounded by the member
 /// ids held in all (a 1,000-member group costs a thousand): past `maxMembers`, the oldest half goes.
 struct RememberedConversations {
     let maxMembers: Int

@@ -24,9 +24,9 @@ extension ChatStore {
         case retryLater(String)
     }
 
-    /// What a committed batch knows about a conversation, so that the next batch into it need not
-    /// read it: its members and sequence as of that commit, and its head's `rev` (moved by every change
-    /// of members).
+    /// What a committed batch knows about a conversation, so that the next batch into it need not read
+    /// its document: its members as of that commit, and its head's `rev` (moved by every change of
+    /// members). Its `lastSeq` is only informative: a batch takes the counter from the head.
     public struct KnownConversation: Sendable, Equatable {
         public let conversation: Conversation
         public let rev: Int64?
