@@ -1,6 +1,5 @@
 import ChatDomain
 import Foundation
-import Logging
 
 /// The transactional outbox: `events` records written with each change, read by other instances'
 /// change streams. A record carries the encoded frames, so no instance encodes an event twice.

@@ -96,27 +96,34 @@ public final class MongoCollection {
     @discardableResult
     public func bulkUpdate(_ updates: [(filter: BSONDocument, update: BSONDocument, many: Bool)], upsert: Bool = false) throws(DatabaseError) -> Int64 {
         guard !updates.isEmpty else { return 0 }
+        // Per-operation options: no session here (the bulk's own options carry it).
+        let options: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
+        let r = try bulkWrite { bulk, error in
+            updates.allSatisfy { filter, update, many in
+                filter.withBSON { f in
+                    update.withBSON { u in
+                        options.withBSON { opts in
+                            many ? mongoc_bulk_operation_update_many_with_opts(bulk, f, u, opts, &error)
+                                 : mongoc_bulk_operation_update_one_with_opts(bulk, f, u, opts, &error)
+                        }
+                    }
+                }
+            }
+        }
+        return (r["nMatched"]?.int64Value ?? 0) + (r["nUpserted"]?.int64Value ?? 0)
+    }
+
+    /// One unordered bulk write, one round trip: `add` puts the statements in (false: one was refused,
+    /// `error` says why). Returns the reply.
+    private func bulkWrite(_ add: (OpaquePointer, inout bson_error_t) -> Bool) throws(DatabaseError) -> BSONDocument {
         let reply = chat_bson_reply_new()!
         defer { chat_bson_reply_free(reply) }
         var error = bson_error_t()
         let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
         defer { mongoc_bulk_operation_destroy(bulk) }
-        // Per-operation options: no session here (the bulk's own options carry it).
-        let options: BSONDocument = upsert ? ["upsert": .bool(true)] : [:]
-        for (filter, update, many) in updates {
-            let added = filter.withBSON { f in
-                update.withBSON { u in
-                    options.withBSON { opts in
-                        many ? mongoc_bulk_operation_update_many_with_opts(bulk, f, u, opts, &error)
-                             : mongoc_bulk_operation_update_one_with_opts(bulk, f, u, opts, &error)
-                    }
-                }
-            }
-            if !added { throw DatabaseError(error) }
-        }
+        if !add(bulk, &error) { throw DatabaseError(error) }
         if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
-        let r = BSONDocument(bson: reply)
-        return (r["nMatched"]?.int64Value ?? 0) + (r["nUpserted"]?.int64Value ?? 0)
+        return BSONDocument(bson: reply)
     }
 
     @discardableResult
@@ -136,18 +143,10 @@ public final class MongoCollection {
     @discardableResult
     public func bulkDeleteMany(_ filters: [BSONDocument]) throws(DatabaseError) -> Int64 {
         guard !filters.isEmpty else { return 0 }
-        let reply = chat_bson_reply_new()!
-        defer { chat_bson_reply_free(reply) }
-        var error = bson_error_t()
-        let bulk: OpaquePointer = withOptions(["ordered": .bool(false)]) { opts in mongoc_collection_create_bulk_operation_with_opts(handle, opts)! }
-        defer { mongoc_bulk_operation_destroy(bulk) }
-        let options: BSONDocument = [:]
-        for filter in filters {
-            let added = filter.withBSON { f in options.withBSON { opts in mongoc_bulk_operation_remove_many_with_opts(bulk, f, opts, &error) } }
-            if !added { throw DatabaseError(error) }
+        let r = try bulkWrite { bulk, error in
+            filters.allSatisfy { filter in filter.withBSON { f in mongoc_bulk_operation_remove_many_with_opts(bulk, f, nil, &error) } }
         }
-        if mongoc_bulk_operation_execute(bulk, reply, &error) == 0 { throw DatabaseError(error) }
-        return BSONDocument(bson: reply)["nRemoved"]?.int64Value ?? 0
+        return r["nRemoved"]?.int64Value ?? 0
     }
 
     @discardableResult

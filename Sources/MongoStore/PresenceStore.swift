@@ -1,6 +1,5 @@
 import ChatDomain
 import Foundation
-import Logging
 
 /// Presence in MongoDB: a `connections` record per open socket (carrying its instance), an
 /// `instances` record per live server with a heartbeat, and `isOnline` / `lastSeen` on the user,
@@ -65,12 +64,8 @@ public enum PresenceStore {
             let heartbeat = instance["heartbeatAt"]?.dateValue ?? now
             let lastSeen = PresenceRules.lastSeen(forDeadInstanceHeartbeat: heartbeat, now: now)
             let records = try c.collection(connections).find(["instanceId": .string(id)], projection: ["userId": .int32(1)])
-            let users = Set(records.compactMap { $0["userId"]?.stringValue }).sorted()
-            // In slices, so that one query's `$in` stays small on an instance that held many users.
-            for start in stride(from: 0, to: users.count, by: 250) {
-                let slice = users[start..<min(users.count, start + 250)]
-                try reconcile(Dictionary(uniqueKeysWithValues: slice.map { ($0, lastSeen) }), excludingInstance: id, on: c)
-            }
+            let users = Set(records.compactMap { $0["userId"]?.stringValue })
+            try reconcile(Dictionary(uniqueKeysWithValues: users.map { ($0, lastSeen) }), excludingInstance: id, on: c)
             try c.collection(connections).deleteMany(["instanceId": .string(id)])
             try c.collection(instances).deleteOne(["_id": .string(id)])
             sweep.users += users

@@ -22,10 +22,7 @@ struct Churn: ParsableCommand {
     var drain: Double = 45
     @Option(help: "Seconds to wait after the last close before reading presence.")
     var settle: Double = 3
-    @Option(help: "MongoDB URI (with the server's database) for a pymongo cross-check of users and connection records.")
-    var mongoUri: String?
-    @Option(help: "Python with pymongo, for --mongo-uri.")
-    var python: String = ".venv/bin/python"
+    @OptionGroup var pymongo: PymongoOptions
 
     func validate() throws {
         guard rate > 0, duration > 0, hold >= 0 else { throw ValidationError("--rate and --duration must be positive") }
@@ -141,7 +138,7 @@ struct Churn: ParsableCommand {
             if let closed = closesByUser[id], seen < closed.addingTimeInterval(-2) { staleLastSeen += 1 }
         }
         var mongo: [String: Any]?
-        if let mongoUri { mongo = pymongoCheck(uri: mongoUri, prefix: prefix) }
+        mongo = pymongoCheck(prefix: prefix)
         harness.closeAll([checker], timeout: 10)
 
         // Achieved: connections that got through (welcomed, or closed on purpose) per second, up to the last welcome.
@@ -183,7 +180,7 @@ struct Churn: ParsableCommand {
     }
 
     /// Reads the run's users and connection records straight from MongoDB.
-    private func pymongoCheck(uri: String, prefix: String) -> [String: Any]? {
+    private func pymongoCheck(prefix: String) -> [String: Any]? {
         let script = """
         import json, re, sys, pymongo
         uri, prefix = sys.argv[1], sys.argv[2]
@@ -195,17 +192,6 @@ struct Churn: ParsableCommand {
                           "no_last_seen": sum(1 for u in users if not u.get("lastSeen")),
                           "connection_records": db.connections.count_documents({"userId": match})}))
         """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, uri, prefix]
-        let out = Pipe()
-        process.standardOutput = out
-        do { try process.run() } catch {
-            Console.print("pymongo check not run: \(error)")
-            return nil
-        }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        return pymongo.run(script, [prefix])
     }
 }

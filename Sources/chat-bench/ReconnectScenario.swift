@@ -37,10 +37,7 @@ struct Reconnect: ParsableCommand {
     var leaveWait: Double = 60
     @Option(help: "Client loops (threads) the N clients are spread over, as N independent clients would be: one lws client context with 10,000 sockets is itself late in a storm (its timeout list).")
     var clientLoops: Int = 4
-    @Option(help: "MongoDB URI (with the servers' database): serverStatus().opcounters, instances and users via pymongo.")
-    var mongoUri: String?
-    @Option(help: "Python with pymongo, for --mongo-uri.")
-    var python: String = ".venv/bin/python"
+    @OptionGroup var pymongo: PymongoOptions
 
     func validate() throws {
         guard common.serverPid != nil else { throw ValidationError("--server-pid (instance A, which gets SIGTERM) is required") }
@@ -303,7 +300,7 @@ struct Reconnect: ParsableCommand {
         // 6. After A's instance record is gone (A removed it, or B swept it): still all online?
         var instanceGone: Double?
         var instancesLeft: [[String: Any]] = []
-        if mongoUri != nil {
+        if pymongo.mongoUri != nil {
             (instanceGone, instancesLeft) = waitForOneInstance()
             sleepSeconds(2)
         }
@@ -394,7 +391,7 @@ struct Reconnect: ParsableCommand {
             + "connect p50 \(connect.json["p50_ms"] ?? "-") / p99 \(connect.json["p99_ms"] ?? "-") ms, lost→back p50 \(backLat.json["p50_ms"] ?? "-") / p99 \(backLat.json["p99_ms"] ?? "-") ms; \(failText); "
             + "presence errors \(presenceErrors) (\(offlineFinal) shown offline though back, \(onlineAfterLeft) of \(leaving) online \(leaveLag == nil ? "\(fmt(leaveWait, 0)) s " : "")after leaving"
             + (leaveLag.map { ", all shown offline \(fmt($0, 1)) s after leaving" } ?? "")
-            + (mongoUri == nil ? "" : "; checked after A's instance record was " + (instanceGone.map { "gone, \(fmt($0, 0)) s after the reconnect phase" } ?? "still there"))
+            + (pymongo.mongoUri == nil ? "" : "; checked after A's instance record was " + (instanceGone.map { "gone, \(fmt($0, 0)) s after the reconnect phase" } ?? "still there"))
             + "; \(shownOffline) shown offline for a while during the restart); "
             + opsText + serverOpsText + "; cpu \(CPUMeter.text(usage))"
         report.target = "10,000 clients back within 20 s of a restart, 0 presence errors, ≤ 0.2 database operations per connect"
@@ -432,19 +429,17 @@ struct Reconnect: ParsableCommand {
 
     /// serverStatus().opcounters of the database (every client's commands, this read's included).
     private func opcounters() -> [String: Int]? {
-        guard let mongoUri else { return nil }
         let script = """
         import json, sys, pymongo
         client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000)
         print(json.dumps(client.admin.command("serverStatus")["opcounters"]))
         """
-        return runPython(python, script, [mongoUri])?.compactMapValues { $0 as? Int }
+        return pymongo.run(script)?.compactMapValues { $0 as? Int }
     }
 
     /// Waits until one `instances` record is left (B's): seconds waited (nil when it timed out), and
     /// the records left with their connection records and heartbeat age.
     private func waitForOneInstance() -> (Double?, [[String: Any]]) {
-        guard let mongoUri else { return (nil, []) }
         let script = """
         import datetime, json, sys, time, pymongo
         client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000, tz_aware=True)
@@ -456,7 +451,7 @@ struct Reconnect: ParsableCommand {
                  "connection_records": db.connections.count_documents({"instanceId": i["_id"]})} for i in db.instances.find()]
         print(json.dumps({"left": left, "waited": time.monotonic() - start}))
         """
-        guard let answer = runPython(python, script, [mongoUri, String(instanceWait)]) else { return (nil, []) }
+        guard let answer = pymongo.run(script, [String(instanceWait)]) else { return (nil, []) }
         let left = answer["left"] as? [[String: Any]] ?? []
         return (left.count <= 1 ? answer["waited"] as? Double : nil, left)
     }
@@ -464,7 +459,6 @@ struct Reconnect: ParsableCommand {
     /// The run's users as stored (the first `first` of them when given): how many, how many online, and
     /// their connection records.
     private func usersInDatabase(_ prefix: String, first: Int? = nil) -> [String: Any]? {
-        guard let mongoUri else { return nil }
         let script = """
         import json, re, sys, pymongo
         client = pymongo.MongoClient(sys.argv[1], directConnection=True, serverSelectionTimeoutMS=5000)
@@ -475,7 +469,7 @@ struct Reconnect: ParsableCommand {
         print(json.dumps({"users": len(users), "online": sum(1 for u in users if u.get("isOnline")),
                           "connection_records": db.connections.count_documents({"userId": match})}))
         """
-        return runPython(python, script, [mongoUri, prefix, String(first ?? -1)])
+        return pymongo.run(script, [prefix, String(first ?? -1)])
     }
 
     /// B's `chat_db_operation_duration_seconds_count` by operation (its own database requests).

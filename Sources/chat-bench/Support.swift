@@ -281,6 +281,20 @@ struct ScenarioReport {
     }
 }
 
+/// `--mongo-uri` and `--python`: figures read straight from the database with pymongo.
+struct PymongoOptions: ParsableArguments {
+    @Option(help: "MongoDB URI (with the servers' database): figures read straight from it with pymongo.")
+    var mongoUri: String?
+    @Option(help: "Python with pymongo, for --mongo-uri.")
+    var python: String = ".venv/bin/python"
+
+    /// Runs `script` with the URI as its first argument; nil without --mongo-uri or when it fails.
+    func run(_ script: String, _ arguments: [String] = []) -> [String: Any]? {
+        guard let mongoUri else { return nil }
+        return runPython(python, script, [mongoUri] + arguments)
+    }
+}
+
 /// Runs a Python script (with pymongo) and decodes the JSON object it prints; nil (and a line on the
 /// console) when it fails.
 func runPython(_ python: String, _ script: String, _ arguments: [String]) -> [String: Any]? {
