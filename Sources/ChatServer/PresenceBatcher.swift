@@ -14,8 +14,8 @@ import ServiceLoop
 final class PresenceBatcher {
     typealias ConnectDone = (Result<PresenceStore.ConnectOutcome, any Error>) -> Void
 
-    /// Most requests in one batch: bounds each query's `$in` and a batch's time in the database (the
-    /// embedded database's cost per `$in` element doubles from 250 to 500 elements).
+    /// Most requests in one batch: bounds a batch's time in the database, so heartbeats and messages
+    /// are not queued behind a storm (each query's `$in` is cut smaller still: `PresenceStore.inChunk`).
     static let maxBatch = 250
     static let maxInFlight = 2
 
