@@ -185,13 +185,19 @@ extension ChatStore {
     /// The conversation documents with their heads' fields merged in (a conversation without
     /// messages has no head; one stored before heads existed keeps its own fields until its next message).
     static func withHeads(_ docs: [BSONDocument], on c: MongoConnection) throws -> [BSONDocument] {
-        let ids = docs.compactMap { $0["_id"] }
+        let ids = docs.compactMap { $0["_id"]?.stringValue }
         guard !ids.isEmpty else { return docs }
+        let byID = try headsByID(ids, on: c)
+        return docs.map { doc in doc["_id"]?.stringValue.flatMap { byID[$0] }.map { merged(doc, head: $0) } ?? doc }
+    }
+
+    /// The heads of these conversations (those that have one), by conversation id: one find.
+    static func headsByID(_ ids: [String], on c: MongoConnection) throws -> [String: BSONDocument] {
         var byID: [String: BSONDocument] = [:]
-        for head in try c.collection(heads).find(["_id": ["$in": .array(ids)]]) {
+        for head in try c.collection(heads).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
             if let id = head["_id"]?.stringValue { byID[id] = head }
         }
-        return docs.map { doc in doc["_id"]?.stringValue.flatMap { byID[$0] }.map { merged(doc, head: $0) } ?? doc }
+        return byID
     }
 
     /// `lastSeq` and `lastMessage` from the head, and the later of the two `updatedAt`s.

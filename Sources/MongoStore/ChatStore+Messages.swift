@@ -66,15 +66,12 @@ extension ChatStore {
                                  retry: RetryPolicy = .standard, on c: MongoConnection) throws -> BatchOutcome {
         try c.withTransaction(retry: retry, alsoRetry: { if case .duplicateKey = $0 { return true } else { return false } }) { tx, attempt in
             let ids = Set(sends.map(\.conversationID)).sorted()
-            var headsByID: [String: BSONDocument] = [:]
-            for head in try tx.collection(heads).find(["_id": ["$in": .array(ids.map { .string($0) })]]) {
-                if let id = head["_id"]?.stringValue { headsByID[id] = head }
-            }
+            let headOf = try headsByID(ids, on: tx)
             var state: [String: KnownConversation] = [:]
             var trusted: Set<String> = []
             for id in ids {
                 // Members remembered are good while the head's rev has not moved and knows every sender.
-                guard let k = known[id], let head = headsByID[id], let lastSeq = head["lastSeq"]?.int64Value,
+                guard let k = known[id], let head = headOf[id], let lastSeq = head["lastSeq"]?.int64Value,
                       k.rev == head["rev"]?.int64Value,
                       sends.allSatisfy({ $0.conversationID != id || k.conversation.members.contains($0.senderID) }) else { continue }
                 var conversation = k.conversation
@@ -85,8 +82,8 @@ extension ChatStore {
             let toRead = ids.filter { state[$0] == nil }
             if !toRead.isEmpty {
                 for doc in try tx.collection(conversations).find(["_id": ["$in": .array(toRead.map { .string($0) })]]) {
-                    guard let id = doc["_id"]?.stringValue, let conv = decode(headsByID[id].map { merged(doc, head: $0) } ?? doc) else { continue }
-                    state[id] = KnownConversation(conversation: conv, rev: headsByID[id]?["rev"]?.int64Value)
+                    guard let id = doc["_id"]?.stringValue, let conv = decode(headOf[id].map { merged(doc, head: $0) } ?? doc) else { continue }
+                    state[id] = KnownConversation(conversation: conv, rev: headOf[id]?["rev"]?.int64Value)
                 }
             }
 

@@ -150,11 +150,8 @@ public enum PresenceStore {
         })
         let userIDs = unique(live.map { batch[$0].userID })
         let users = c.collection(UserStore.users)
-        var found: [BSONDocument] = []
-        for chunk in inChunks(userIDs) {
-            operations += 1
-            found += try users.find(byClerkID(chunk), projection: snapshotFields.appending([("deleted", .int32(1))]))
-        }
+        let found = try findIn(users, "clerkId", userIDs, projection: snapshotFields.appending([("deleted", .int32(1))]),
+                               operations: &operations)
         let current = Dictionary(found.compactMap { doc in doc["clerkId"]?.stringValue.map { ($0, doc) } },
                                  uniquingKeysWith: { a, _ in a })
         let deleted = Set(userIDs.filter { current[$0]?["deleted"]?.boolValue == true })
@@ -207,12 +204,7 @@ public enum PresenceStore {
         let written = offline + missing
         if !written.isEmpty {
             let reread = readBack.map { watched in written.filter(watched.contains) } ?? written
-            for chunk in inChunks(reread) {
-                operations += 1
-                for doc in try users.find(byClerkID(chunk), projection: snapshotFields) {
-                    if let s = snapshot(doc) { snapshots[s.userID] = s }
-                }
-            }
+            for s in try Self.snapshots(of: reread, operations: &operations, on: c) { snapshots[s.userID] = s }
         }
         for i in live where outcomes[i] == nil {
             let user = batch[i].userID
@@ -243,8 +235,7 @@ public enum PresenceStore {
         let reread = unique(batch.map(\.userID)).filter { readBack?.contains($0) ?? true }
         var found: [String: PresenceSnapshot] = [:]
         if !reread.isEmpty {
-            operations += inChunks(reread).count
-            found = Dictionary(try snapshots(of: reread, on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
+            found = Dictionary(try snapshots(of: reread, operations: &operations, on: c).map { ($0.userID, $0) }, uniquingKeysWith: { a, _ in a })
         }
         return Batch(outcomes: batch.map { found[$0.userID] }, operations: operations)
     }
@@ -273,12 +264,8 @@ public enum PresenceStore {
         // single-field `$in` up in the index, and scans for a second field.
         var operations = 0
         func connected(_ users: [String]) throws -> Set<String> {
-            var found: [BSONDocument] = []
-            for chunk in inChunks(users) {
-                operations += 1
-                found += try records.find(["userId": ["$in": .array(chunk.map { .string($0) })]],
-                                          projection: ["_id": .int32(0), "userId": .int32(1), "instanceId": .int32(1)])
-            }
+            let found = try findIn(records, "userId", users, projection: ["_id": .int32(0), "userId": .int32(1), "instanceId": .int32(1)],
+                                   operations: &operations)
             return Set(found.filter { excludingInstance == nil || $0["instanceId"]?.stringValue != excludingInstance }
                 .compactMap { $0["userId"]?.stringValue })
         }
@@ -329,6 +316,17 @@ public enum PresenceStore {
         stride(from: 0, to: values.count, by: inChunk).map { values[$0..<min($0 + inChunk, values.count)] }
     }
 
+    /// The documents whose `field` is one of `values`: one find per `inChunk` values, each counted in `operations`.
+    private static func findIn(_ collection: MongoCollection, _ field: String, _ values: [String], projection: BSONDocument,
+                               operations: inout Int) throws -> [BSONDocument] {
+        var found: [BSONDocument] = []
+        for chunk in inChunks(values) {
+            operations += 1
+            found += try collection.find([field: ["$in": .array(chunk.map { .string($0) })]], projection: projection)
+        }
+        return found
+    }
+
     /// `values` without repeats, in their first order.
     private static func unique(_ values: [String]) -> [String] {
         var seen = Set<String>()
@@ -336,11 +334,12 @@ public enum PresenceStore {
     }
 
     public static func snapshots(of userIDs: [String], on c: MongoConnection) throws -> [PresenceSnapshot] {
-        var docs: [BSONDocument] = []
-        for chunk in inChunks(userIDs) {
-            docs += try c.collection(UserStore.users).find(byClerkID(chunk), projection: snapshotFields)
-        }
-        return docs.compactMap(snapshot)
+        var operations = 0
+        return try snapshots(of: userIDs, operations: &operations, on: c)
+    }
+
+    static func snapshots(of userIDs: [String], operations: inout Int, on c: MongoConnection) throws -> [PresenceSnapshot] {
+        try findIn(c.collection(UserStore.users), "clerkId", userIDs, projection: snapshotFields, operations: &operations).compactMap(snapshot)
     }
 
     /// What `snapshot` reads from a user document.
